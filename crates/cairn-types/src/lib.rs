@@ -1,0 +1,11 @@
+//! Cairn's shared vocabulary: identifiers, errors, the cluster map and placement.
+
+pub mod error;
+pub mod ids;
+pub mod map;
+pub mod placement;
+pub mod stats;
+
+pub use error::{errno, Error, Result};
+pub use ids::*;
+pub use map::*;

@@ -1,0 +1,506 @@
+//! The cluster map: what the monitors agree on through Raft. Every change is a [`MapCommand`]
+//! applied deterministically by [`ClusterMap::apply`]; each applied change bumps `epoch`.
+
+use crate::error::{Error, Result};
+use crate::ids::{Epoch, OsdId, PgId, PoolId};
+use crate::placement::{self, Candidate, FailureDomain};
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, BTreeSet};
+
+/// Largest pg_num a pool may have (Ceph's `mon_max_pool_pg_num`).
+pub const MAX_PG_NUM: u32 = 65536;
+/// Largest replica count.
+pub const MAX_POOL_SIZE: u32 = 10;
+/// Default OSD weight: 1.0 in 16.16 fixed point.
+pub const WEIGHT_ONE: u32 = 0x10000;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MonInfo {
+    /// Raft node id (rank + 1, never 0).
+    pub node_id: u64,
+    pub name: String,
+    pub addr: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OsdInfo {
+    pub id: OsdId,
+    pub addr: String,
+    pub host: String,
+    pub up: bool,
+    pub in_cluster: bool,
+    /// 16.16 fixed point; 0 for `out`.
+    pub reweight: u32,
+    /// Placement weight (capacity, TiB in 16.16), as CRUSH weight.
+    pub crush_weight: u32,
+    pub up_from: Epoch,
+    pub down_at: Epoch,
+    /// Unix seconds at which the OSD was marked down (drives `mon osd down out interval`).
+    pub down_since_secs: Option<u64>,
+    /// Whether the OSD was marked out by an operator (then it stays out until `osd in`).
+    pub out_by_operator: bool,
+    pub capacity_bytes: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Pool {
+    pub id: PoolId,
+    pub name: String,
+    pub size: u32,
+    pub min_size: u32,
+    pub pg_num: u32,
+    pub pgp_num: u32,
+    pub failure_domain: FailureDomain,
+    pub applications: BTreeSet<String>,
+    pub quota_max_bytes: u64,
+    pub quota_max_objects: u64,
+    pub created_epoch: Epoch,
+}
+
+impl Pool {
+    pub fn pgs(&self) -> impl Iterator<Item = PgId> + '_ {
+        (0..self.pg_num).map(move |seed| PgId { pool: self.id, seed })
+    }
+}
+
+/// A PG's current interval: its acting set (first = primary) fixed since epoch `since`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PgInterval {
+    pub since: Epoch,
+    pub acting: Vec<OsdId>,
+}
+
+impl PgInterval {
+    pub fn primary(&self) -> Option<OsdId> {
+        self.acting.first().copied()
+    }
+}
+
+/// The last interval that went active: every write acknowledged so far is on every member of it
+/// (docs/replication.md, invariant I2).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PgHistory {
+    pub last_active: PgInterval,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MapSettings {
+    pub default_failure_domain: FailureDomain,
+    pub default_size: u32,
+    pub default_min_size: u32,
+    pub default_pg_num: u32,
+    pub down_out_interval_secs: u64,
+    pub allow_pool_delete: bool,
+}
+
+impl Default for MapSettings {
+    fn default() -> Self {
+        MapSettings {
+            default_failure_domain: FailureDomain::Host,
+            default_size: 3,
+            default_min_size: 2,
+            default_pg_num: 32,
+            down_out_interval_secs: 600,
+            allow_pool_delete: true,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct ClusterMap {
+    pub fsid: String,
+    pub epoch: Epoch,
+    pub created_secs: u64,
+    pub modified_secs: u64,
+    pub mons: Vec<MonInfo>,
+    pub osds: BTreeMap<OsdId, OsdInfo>,
+    pub pools: BTreeMap<PoolId, Pool>,
+    pub next_pool_id: PoolId,
+    pub settings: MapSettings,
+    pub intervals: BTreeMap<PgId, PgInterval>,
+    pub history: BTreeMap<PgId, PgHistory>,
+}
+
+/// A change to the map. Applied identically on every monitor; anything time-dependent carries its
+/// time in the command.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum MapCommand {
+    /// First entry of a new cluster.
+    Init { fsid: String, mons: Vec<MonInfo>, settings: MapSettings, now_secs: u64 },
+    OsdBoot { id: OsdId, addr: String, host: String, capacity_bytes: u64, now_secs: u64 },
+    OsdDown { ids: Vec<OsdId>, now_secs: u64 },
+    OsdOut { ids: Vec<OsdId>, by_operator: bool, now_secs: u64 },
+    OsdIn { ids: Vec<OsdId>, now_secs: u64 },
+    OsdReweight { id: OsdId, reweight: u32, now_secs: u64 },
+    PoolCreate { name: String, pg_num: Option<u32>, pgp_num: Option<u32>, size: Option<u32>, now_secs: u64 },
+    PoolDelete { name: String, now_secs: u64 },
+    PoolSet { name: String, key: String, value: String, now_secs: u64 },
+    PoolApplicationEnable { name: String, app: String, now_secs: u64 },
+    PoolSetQuota { name: String, field: String, value: u64, now_secs: u64 },
+    /// A primary reports that `pg` went active with `interval` (docs/replication.md, step A).
+    PgActivated { pg: PgId, interval: PgInterval },
+}
+
+/// What an applied command says back (Ceph's status string, e.g. "pool 'x' created").
+pub type Applied = String;
+
+impl ClusterMap {
+    pub fn is_initialized(&self) -> bool {
+        !self.fsid.is_empty()
+    }
+
+    pub fn pool_by_name(&self, name: &str) -> Option<&Pool> {
+        self.pools.values().find(|p| p.name == name)
+    }
+
+    pub fn pool_named(&self, name: &str) -> Result<&Pool> {
+        self.pool_by_name(name)
+            .ok_or_else(|| Error::enoent(format!("pool '{name}' does not exist")))
+    }
+
+    /// The PG an object of `pool` maps to.
+    pub fn object_pg(&self, pool: &Pool, namespace: &str, name: &str) -> PgId {
+        let hash = placement::object_hash(namespace, name);
+        PgId { pool: pool.id, seed: placement::pg_seed(hash, pool.pg_num) }
+    }
+
+    pub fn interval(&self, pg: PgId) -> Option<&PgInterval> {
+        self.intervals.get(&pg)
+    }
+
+    /// Applies one command. On error the map is unchanged.
+    pub fn apply(&mut self, cmd: &MapCommand) -> Result<Applied> {
+        if !self.is_initialized() && !matches!(cmd, MapCommand::Init { .. }) {
+            return Err(Error::eagain("cluster map not initialized yet"));
+        }
+        let mut next = self.clone();
+        let (msg, now) = next.apply_inner(cmd)?;
+        if next == *self {
+            return Ok(msg);
+        }
+        next.epoch += 1;
+        next.modified_secs = now;
+        next.recompute_intervals();
+        *self = next;
+        Ok(msg)
+    }
+
+    fn apply_inner(&mut self, cmd: &MapCommand) -> Result<(Applied, u64)> {
+        use MapCommand::*;
+        Ok(match cmd {
+            Init { fsid, mons, settings, now_secs } => {
+                if self.is_initialized() {
+                    return Ok(("already initialized".into(), self.modified_secs));
+                }
+                self.fsid = fsid.clone();
+                self.mons = mons.clone();
+                self.settings = settings.clone();
+                self.created_secs = *now_secs;
+                self.next_pool_id = 1;
+                ("initialized".into(), *now_secs)
+            }
+            OsdBoot { id, addr, host, capacity_bytes, now_secs } => {
+                let epoch = self.epoch + 1;
+                let crush_weight = weight_for_capacity(*capacity_bytes);
+                let osd = self.osds.entry(*id).or_insert_with(|| OsdInfo {
+                    id: *id,
+                    addr: String::new(),
+                    host: String::new(),
+                    up: false,
+                    in_cluster: true,
+                    reweight: WEIGHT_ONE,
+                    crush_weight,
+                    up_from: 0,
+                    down_at: 0,
+                    down_since_secs: None,
+                    out_by_operator: false,
+                    capacity_bytes: *capacity_bytes,
+                });
+                osd.addr = addr.clone();
+                osd.host = host.clone();
+                osd.up = true;
+                osd.up_from = epoch;
+                osd.down_since_secs = None;
+                osd.capacity_bytes = *capacity_bytes;
+                if !osd.in_cluster && !osd.out_by_operator {
+                    // Marked out automatically while down: coming back brings it in again.
+                    osd.in_cluster = true;
+                    osd.reweight = WEIGHT_ONE;
+                }
+                (format!("osd.{id} booted"), *now_secs)
+            }
+            OsdDown { ids, now_secs } => {
+                let epoch = self.epoch + 1;
+                for id in ids {
+                    let osd = self.osd_mut(*id)?;
+                    if osd.up {
+                        osd.up = false;
+                        osd.down_at = epoch;
+                        osd.down_since_secs = Some(*now_secs);
+                    }
+                }
+                (format!("marked down osd.{}", join_ids(ids)), *now_secs)
+            }
+            OsdOut { ids, by_operator, now_secs } => {
+                for id in ids {
+                    let osd = self.osd_mut(*id)?;
+                    osd.in_cluster = false;
+                    osd.reweight = 0;
+                    osd.out_by_operator = *by_operator;
+                }
+                (format!("marked out osd.{}", join_ids(ids)), *now_secs)
+            }
+            OsdIn { ids, now_secs } => {
+                for id in ids {
+                    let osd = self.osd_mut(*id)?;
+                    osd.in_cluster = true;
+                    osd.reweight = WEIGHT_ONE;
+                    osd.out_by_operator = false;
+                }
+                (format!("marked in osd.{}", join_ids(ids)), *now_secs)
+            }
+            OsdReweight { id, reweight, now_secs } => {
+                let osd = self.osd_mut(*id)?;
+                osd.reweight = (*reweight).min(WEIGHT_ONE);
+                osd.in_cluster = osd.reweight > 0;
+                (format!("reweighted osd.{id}"), *now_secs)
+            }
+            PoolCreate { name, pg_num, pgp_num, size, now_secs } => {
+                (self.pool_create(name, *pg_num, *pgp_num, *size)?, *now_secs)
+            }
+            PoolDelete { name, now_secs } => {
+                let Some(id) = self.pool_by_name(name).map(|p| p.id) else {
+                    return Ok((format!("pool '{name}' does not exist"), *now_secs));
+                };
+                self.pools.remove(&id);
+                self.history.retain(|pg, _| pg.pool != id);
+                (format!("pool '{name}' removed"), *now_secs)
+            }
+            PoolSet { name, key, value, now_secs } => {
+                (self.pool_set(name, key, value)?, *now_secs)
+            }
+            PoolApplicationEnable { name, app, now_secs } => {
+                let pool = self.pool_mut(name)?;
+                pool.applications.insert(app.clone());
+                (format!("enabled application '{app}' on pool '{name}'"), *now_secs)
+            }
+            PoolSetQuota { name, field, value, now_secs } => {
+                let pool = self.pool_mut(name)?;
+                match field.as_str() {
+                    "max_bytes" => pool.quota_max_bytes = *value,
+                    "max_objects" => pool.quota_max_objects = *value,
+                    other => {
+                        return Err(Error::einval(format!(
+                            "unrecognized quota field '{other}' (max_bytes or max_objects)"
+                        )))
+                    }
+                }
+                (format!("set-quota {field} = {value} for pool {name}"), *now_secs)
+            }
+            PgActivated { pg, interval } => {
+                if self.intervals.get(pg) != Some(interval) {
+                    return Err(Error::new(
+                        crate::errno::ESTALE,
+                        format!("pg {pg}: interval since {} is no longer current", interval.since),
+                    ));
+                }
+                self.history.insert(*pg, PgHistory { last_active: interval.clone() });
+                (format!("pg {pg} active"), self.modified_secs)
+            }
+        })
+    }
+
+    fn osd_mut(&mut self, id: OsdId) -> Result<&mut OsdInfo> {
+        self.osds
+            .get_mut(&id)
+            .ok_or_else(|| Error::enoent(format!("osd.{id} does not exist")))
+    }
+
+    fn pool_mut(&mut self, name: &str) -> Result<&mut Pool> {
+        self.pools
+            .values_mut()
+            .find(|p| p.name == name)
+            .ok_or_else(|| Error::enoent(format!("unrecognized pool '{name}'")))
+    }
+
+    fn pool_create(
+        &mut self,
+        name: &str,
+        pg_num: Option<u32>,
+        pgp_num: Option<u32>,
+        size: Option<u32>,
+    ) -> Result<Applied> {
+        if self.pool_by_name(name).is_some() {
+            return Err(Error::eexist(format!("pool '{name}' already exists")));
+        }
+        validate_pool_name(name)?;
+        let pg_num = pg_num.unwrap_or(self.settings.default_pg_num);
+        check_pg_num(pg_num)?;
+        let pgp_num = pgp_num.unwrap_or(pg_num);
+        if pgp_num == 0 || pgp_num > pg_num {
+            return Err(Error::einval(format!(
+                "specified pgp_num {pgp_num} must be > 0 and <= pg_num {pg_num}"
+            )));
+        }
+        let size = size.unwrap_or(self.settings.default_size);
+        check_size(size)?;
+        let min_size = self.settings.default_min_size.min(size).max(1);
+        let id = self.next_pool_id.max(1);
+        self.next_pool_id = id + 1;
+        self.pools.insert(
+            id,
+            Pool {
+                id,
+                name: name.to_string(),
+                size,
+                min_size,
+                pg_num,
+                pgp_num,
+                failure_domain: self.settings.default_failure_domain,
+                applications: BTreeSet::new(),
+                quota_max_bytes: 0,
+                quota_max_objects: 0,
+                created_epoch: self.epoch + 1,
+            },
+        );
+        Ok(format!("pool '{name}' created"))
+    }
+
+    fn pool_set(&mut self, name: &str, key: &str, value: &str) -> Result<Applied> {
+        let pool = self.pool_mut(name)?;
+        let num = || -> Result<u32> {
+            value
+                .parse::<u32>()
+                .map_err(|_| Error::einval(format!("error parsing integer value '{value}'")))
+        };
+        match key {
+            "size" => {
+                let size = num()?;
+                check_size(size)?;
+                pool.size = size;
+                pool.min_size = pool.min_size.min(size);
+            }
+            "min_size" => {
+                let min = num()?;
+                if min == 0 || min > pool.size {
+                    return Err(Error::einval(format!(
+                        "pool min_size must be between 1 and size, which is set to {}",
+                        pool.size
+                    )));
+                }
+                pool.min_size = min;
+            }
+            "pg_num" => {
+                let n = num()?;
+                check_pg_num(n)?;
+                if n < pool.pg_num {
+                    return Err(Error::new(
+                        crate::errno::EOPNOTSUPP,
+                        "decreasing pg_num (PG merging) is not supported by Cairn yet",
+                    ));
+                }
+                if n > pool.pg_num {
+                    return Err(Error::new(
+                        crate::errno::EOPNOTSUPP,
+                        "increasing pg_num (PG splitting) is not supported by Cairn yet",
+                    ));
+                }
+            }
+            "pgp_num" => {
+                let n = num()?;
+                if n == 0 || n > pool.pg_num {
+                    return Err(Error::einval(format!(
+                        "specified pgp_num {n} must be > 0 and <= pg_num {}",
+                        pool.pg_num
+                    )));
+                }
+                pool.pgp_num = n;
+            }
+            other => {
+                return Err(Error::einval(format!(
+                    "unrecognized variable '{other}' (settable: size, min_size, pg_num, pgp_num)"
+                )))
+            }
+        }
+        Ok(format!("set pool {} {key} to {value}", pool.id))
+    }
+
+    /// The OSDs placement may choose, with their effective weights.
+    fn candidates(&self) -> Vec<Candidate> {
+        self.osds
+            .values()
+            .filter(|o| o.in_cluster && o.reweight > 0)
+            .map(|o| Candidate {
+                id: o.id,
+                host: o.host.clone(),
+                weight: ((o.crush_weight as u64 * o.reweight as u64) >> 16).max(1) as u32,
+            })
+            .collect()
+    }
+
+    /// Recomputes every PG's acting set; a PG whose set changed starts a new interval at `epoch`.
+    /// As in Ceph, a down OSD stays in the placement (the PG runs degraded) until it is out.
+    fn recompute_intervals(&mut self) {
+        let candidates = self.candidates();
+        let mut next = BTreeMap::new();
+        for pool in self.pools.values() {
+            for pg in pool.pgs() {
+                let placement_seed = placement::pg_seed(pg.seed, pool.pgp_num);
+                let raw = placement::choose_osds(
+                    pool.id,
+                    placement_seed,
+                    pool.size as usize,
+                    &candidates,
+                    pool.failure_domain,
+                );
+                let acting: Vec<OsdId> = raw
+                    .into_iter()
+                    .filter(|id| self.osds.get(id).is_some_and(|o| o.up))
+                    .collect();
+                let interval = match self.intervals.get(&pg) {
+                    Some(old) if old.acting == acting => old.clone(),
+                    _ => PgInterval { since: self.epoch, acting },
+                };
+                next.insert(pg, interval);
+            }
+        }
+        self.intervals = next;
+    }
+}
+
+fn weight_for_capacity(capacity_bytes: u64) -> u32 {
+    // CRUSH weight is capacity in TiB; keep a floor so tiny test OSDs still get data.
+    let tib_16_16 = (capacity_bytes as u128 * WEIGHT_ONE as u128 / (1u128 << 40)) as u32;
+    tib_16_16.max(WEIGHT_ONE / 100)
+}
+
+fn join_ids(ids: &[OsdId]) -> String {
+    ids.iter().map(|i| i.to_string()).collect::<Vec<_>>().join(", osd.")
+}
+
+fn validate_pool_name(name: &str) -> Result<()> {
+    if name.is_empty() || name.len() > 256 || name.contains(['/', '@', ' ']) {
+        return Err(Error::einval(format!(
+            "invalid pool name '{name}': 1-256 bytes, without '/', '@' or spaces"
+        )));
+    }
+    Ok(())
+}
+
+fn check_pg_num(pg_num: u32) -> Result<()> {
+    if pg_num == 0 || pg_num > MAX_PG_NUM {
+        return Err(Error::einval(format!(
+            "'pg_num' must be greater than 0 and less than or equal to {MAX_PG_NUM} (you may adjust 'mon max pool pg num' for higher values)"
+        )));
+    }
+    Ok(())
+}
+
+fn check_size(size: u32) -> Result<()> {
+    if size == 0 || size > MAX_POOL_SIZE {
+        return Err(Error::einval(format!(
+            "pool size must be between 1 and {MAX_POOL_SIZE}"
+        )));
+    }
+    Ok(())
+}
