@@ -1,14 +1,16 @@
-pub fn add(left: u64, right: u64) -> u64 {
-    left + right
-}
+//! The object storage daemon. An OSD stores PG replicas in its [`cairn_store::ObjectStore`],
+//! serves client ops for the PGs it is primary of, replicates writes to the other members of
+//! each PG's acting set, and peers and recovers PGs when their interval changes
+//! (docs/replication.md).
 
-#[cfg(test)]
-mod tests {
-    use super::*;
+mod admin;
+mod heartbeat;
+pub mod ops;
+mod osd;
+mod peering;
+pub mod pg;
+mod primary;
+mod replica;
+mod service;
 
-    #[test]
-    fn it_works() {
-        let result = add(2, 2);
-        assert_eq!(result, 4);
-    }
-}
+pub use osd::{run, Osd, OsdConfig};

@@ -1,14 +1,9 @@
-pub fn add(left: u64, right: u64) -> u64 {
-    left + right
-}
+//! Cairn's wire protocol: frames, messages and RPC connections.
 
-#[cfg(test)]
-mod tests {
-    use super::*;
+pub mod frame;
+pub mod monc;
+pub mod msg;
+pub mod rpc;
 
-    #[test]
-    fn it_works() {
-        let result = add(2, 2);
-        assert_eq!(result, 4);
-    }
-}
+pub use msg::*;
+pub use rpc::{Conn, ConnPool, Handler, Responder};

@@ -9,8 +9,10 @@ use cairn_types::{ObjectId, PgId, Result, Version};
 use serde::{Deserialize, Serialize};
 use tokio::sync::oneshot;
 
+pub mod datadir;
 pub mod mem;
 pub mod redb_store;
+pub mod validate;
 
 pub use mem::MemStore;
 pub use redb_store::RedbStore;
@@ -30,12 +32,15 @@ pub struct ObjectMeta {
 pub enum Op {
     /// Creates the object empty if it does not exist.
     Touch { pg: PgId, oid: ObjectId },
-    /// Writes `data` at `offset`, growing the object if needed (the gap reads as zeros).
+    /// Writes `data` at `offset`, growing the object if needed (the gap reads as zeros). An empty
+    /// write creates the object but does not change its size. EFBIG past
+    /// `cairn_types::MAX_OBJECT_SIZE_BYTES`.
     Write { pg: PgId, oid: ObjectId, offset: u64, data: Bytes },
     /// Zeros `[offset, offset+len)`; never changes the size (the part past the end is ignored,
     /// as Ceph's zero op). Zeroed ranges should be stored as holes.
     Zero { pg: PgId, oid: ObjectId, offset: u64, len: u64 },
-    /// Sets the size; shrinking discards data past it, growing reads as zeros.
+    /// Sets the size; shrinking discards data past it, growing reads as zeros. EFBIG past
+    /// `cairn_types::MAX_OBJECT_SIZE_BYTES`.
     Truncate { pg: PgId, oid: ObjectId, size: u64 },
     /// Removes the object with its data, xattrs and omap.
     Remove { pg: PgId, oid: ObjectId },
@@ -45,10 +50,12 @@ pub enum Op {
     RmXattr { pg: PgId, oid: ObjectId, key: String },
     OmapSet { pg: PgId, oid: ObjectId, entries: Vec<(String, Bytes)> },
     OmapRm { pg: PgId, oid: ObjectId, keys: Vec<String> },
+    /// Removes every omap entry and the omap header.
     OmapClear { pg: PgId, oid: ObjectId },
     /// Sets the omap header blob.
     OmapSetHeader { pg: PgId, oid: ObjectId, header: Bytes },
-    /// Appends an entry to the PG log under `version` (versions strictly increase per PG).
+    /// Appends an entry to the PG log under `version` (versions strictly increase per PG; an
+    /// append not after the PG's last entry fails the transaction with EINVAL).
     LogAppend { pg: PgId, version: Version, entry: Bytes },
     /// Drops log entries with version <= `upto`.
     LogTrim { pg: PgId, upto: Version },
@@ -84,6 +91,12 @@ pub trait ObjectStore: Send + Sync + 'static {
     /// Queues a transaction. The receiver resolves once it is durable (or failed, and then
     /// nothing of it was applied). Transactions commit in submission order.
     fn submit(&self, txn: Transaction) -> oneshot::Receiver<Result<()>>;
+
+    /// Queues several transactions back to back (contiguous in the commit order, and for
+    /// [`RedbStore`] likely in one group commit). One receiver per transaction, same order.
+    fn submit_many(&self, txns: Vec<Transaction>) -> Vec<oneshot::Receiver<Result<()>>> {
+        txns.into_iter().map(|txn| self.submit(txn)).collect()
+    }
 
     /// `None` if the object does not exist.
     fn stat(&self, pg: PgId, oid: &ObjectId) -> Result<Option<ObjectMeta>>;

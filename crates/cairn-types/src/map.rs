@@ -54,6 +54,8 @@ pub struct Pool {
     pub applications: BTreeSet<String>,
     pub quota_max_bytes: u64,
     pub quota_max_objects: u64,
+    /// Set by the mon leader when usage reaches a quota; writes then fail with EDQUOT.
+    pub full: bool,
     pub created_epoch: Epoch,
 }
 
@@ -119,6 +121,9 @@ pub struct ClusterMap {
     pub settings: MapSettings,
     pub intervals: BTreeMap<PgId, PgInterval>,
     pub history: BTreeMap<PgId, PgHistory>,
+    /// CRUSH bucket id of every host ever seen (−2, −3, … in order of first appearance), kept
+    /// so hosts coming and going never renumber the others (which would remap most PGs).
+    pub host_ids: BTreeMap<String, i32>,
 }
 
 /// A change to the map. Applied identically on every monitor; anything time-dependent carries its
@@ -137,6 +142,8 @@ pub enum MapCommand {
     PoolSet { name: String, key: String, value: String, now_secs: u64 },
     PoolApplicationEnable { name: String, app: String, now_secs: u64 },
     PoolSetQuota { name: String, field: String, value: u64, now_secs: u64 },
+    /// The mon leader's verdict on a pool's quota usage.
+    PoolSetFull { pool: PoolId, full: bool, now_secs: u64 },
     /// A primary reports that `pg` went active with `interval` (docs/replication.md, step A).
     PgActivated { pg: PgId, interval: PgInterval },
 }
@@ -178,9 +185,15 @@ impl ClusterMap {
         if next == *self {
             return Ok(msg);
         }
+        // An OSD that boots again while still marked up lost its in-memory state: its PGs must
+        // peer again, so they start a new interval as if it had been down in between.
+        let rebooted = match cmd {
+            MapCommand::OsdBoot { id, .. } => self.osds.get(id).filter(|o| o.up).map(|o| o.id),
+            _ => None,
+        };
         next.epoch += 1;
         next.modified_secs = now;
-        next.recompute_intervals();
+        next.recompute_intervals(rebooted);
         *self = next;
         Ok(msg)
     }
@@ -218,6 +231,10 @@ impl ClusterMap {
                 });
                 osd.addr = addr.clone();
                 osd.host = host.clone();
+                if !self.host_ids.contains_key(host) {
+                    let next = self.host_ids.values().min().map_or(-2, |m| m - 1);
+                    self.host_ids.insert(host.clone(), next);
+                }
                 osd.up = true;
                 osd.up_from = epoch;
                 osd.down_since_secs = None;
@@ -297,6 +314,12 @@ impl ClusterMap {
                 }
                 (format!("set-quota {field} = {value} for pool {name}"), *now_secs)
             }
+            PoolSetFull { pool, full, now_secs } => {
+                if let Some(p) = self.pools.get_mut(pool) {
+                    p.full = *full;
+                }
+                (format!("pool {pool} full={full}"), *now_secs)
+            }
             PgActivated { pg, interval } => {
                 if self.intervals.get(pg) != Some(interval) {
                     return Err(Error::new(
@@ -360,6 +383,7 @@ impl ClusterMap {
                 applications: BTreeSet::new(),
                 quota_max_bytes: 0,
                 quota_max_objects: 0,
+                full: false,
                 created_epoch: self.epoch + 1,
             },
         );
@@ -425,40 +449,49 @@ impl ClusterMap {
         Ok(format!("set pool {} {key} to {value}", pool.id))
     }
 
-    /// The OSDs placement may choose, with their effective weights.
+    /// Every OSD with its CRUSH weight; `out` and reweight are applied per PG, as Ceph does.
     fn candidates(&self) -> Vec<Candidate> {
         self.osds
             .values()
-            .filter(|o| o.in_cluster && o.reweight > 0)
-            .map(|o| Candidate {
-                id: o.id,
-                host: o.host.clone(),
-                weight: ((o.crush_weight as u64 * o.reweight as u64) >> 16).max(1) as u32,
-            })
+            .map(|o| Candidate { id: o.id, host: o.host.clone(), weight: o.crush_weight })
             .collect()
+    }
+
+    fn reweight(&self, id: OsdId) -> u32 {
+        self.osds.get(&id).map_or(0, |o| if o.in_cluster { o.reweight } else { 0 })
     }
 
     /// Recomputes every PG's acting set; a PG whose set changed starts a new interval at `epoch`.
     /// As in Ceph, a down OSD stays in the placement (the PG runs degraded) until it is out.
-    fn recompute_intervals(&mut self) {
+    fn recompute_intervals(&mut self, rebooted: Option<OsdId>) {
         let candidates = self.candidates();
+        let hierarchy = match placement::Hierarchy::with_host_ids(&candidates, &self.host_ids) {
+            Ok(h) => h,
+            // Unreachable while every booted OSD's host has an id; fall back rather than panic.
+            Err(_) => placement::Hierarchy::new(&candidates),
+        };
         let mut next = BTreeMap::new();
         for pool in self.pools.values() {
             for pg in pool.pgs() {
                 let placement_seed = placement::pg_seed(pg.seed, pool.pgp_num);
-                let raw = placement::choose_osds(
+                let raw = hierarchy.choose_osds(
                     pool.id,
                     placement_seed,
                     pool.size as usize,
-                    &candidates,
                     pool.failure_domain,
+                    |id| self.reweight(id),
                 );
                 let acting: Vec<OsdId> = raw
                     .into_iter()
                     .filter(|id| self.osds.get(id).is_some_and(|o| o.up))
                     .collect();
                 let interval = match self.intervals.get(&pg) {
-                    Some(old) if old.acting == acting => old.clone(),
+                    Some(old)
+                        if old.acting == acting
+                            && !rebooted.is_some_and(|id| old.acting.contains(&id)) =>
+                    {
+                        old.clone()
+                    }
                     _ => PgInterval { since: self.epoch, acting },
                 };
                 next.insert(pg, interval);

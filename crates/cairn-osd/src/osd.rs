@@ -1,0 +1,301 @@
+//! The daemon: startup, map following, and the PG table.
+
+use crate::pg::{Phase, Pg};
+use cairn_proto::monc::MonClient;
+use cairn_proto::{ConnPool, Message};
+use cairn_store::{ObjectStore, Op, Transaction};
+use cairn_types::stats::{OsdStat, PgStat};
+use cairn_types::{ClusterMap, Error, OsdId, PgId, Result};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::net::TcpListener;
+
+#[derive(Debug, Clone)]
+pub struct OsdConfig {
+    pub id: OsdId,
+    pub fsid: String,
+    pub mons: Vec<String>,
+    /// Address to advertise (the listener's address when empty).
+    pub public_addr: String,
+    pub host: String,
+    pub capacity_bytes: u64,
+    pub heartbeat_interval: Duration,
+    /// `osd heartbeat grace`: a peer silent this long is reported failed.
+    pub heartbeat_grace: Duration,
+    /// How long a client op waits for its PG to become active before answering EAGAIN.
+    pub op_wait: Duration,
+    /// Timeout of OSD-to-OSD requests during peering and recovery.
+    pub peer_timeout: Duration,
+}
+
+impl OsdConfig {
+    pub fn new(id: OsdId, fsid: &str, mons: Vec<String>) -> Self {
+        OsdConfig {
+            id,
+            fsid: fsid.into(),
+            mons,
+            public_addr: String::new(),
+            host: "localhost".into(),
+            capacity_bytes: 100 << 30,
+            heartbeat_interval: Duration::from_secs(1),
+            heartbeat_grace: Duration::from_secs(20),
+            op_wait: Duration::from_secs(5),
+            peer_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+pub struct Osd {
+    pub id: OsdId,
+    pub cfg: OsdConfig,
+    pub store: Arc<dyn ObjectStore>,
+    pub monc: MonClient,
+    pub peers: ConnPool,
+    pgs: Mutex<HashMap<PgId, Arc<Pg>>>,
+}
+
+/// Runs an OSD on `listener` until the process ends.
+pub async fn run(cfg: OsdConfig, store: Arc<dyn ObjectStore>, listener: TcpListener) -> Result<()> {
+    let addr = if cfg.public_addr.is_empty() {
+        listener.local_addr()?.to_string()
+    } else {
+        cfg.public_addr.clone()
+    };
+    let monc = MonClient::new(cfg.mons.clone())?;
+    let osd = Arc::new(Osd {
+        id: cfg.id,
+        cfg: cfg.clone(),
+        store,
+        monc: monc.clone(),
+        peers: ConnPool::default(),
+        pgs: Mutex::new(HashMap::new()),
+    });
+    osd.load_pgs()?;
+    tokio::spawn(cairn_proto::rpc::serve(listener, osd.clone()));
+    let boot = Message::OsdBoot {
+        id: cfg.id,
+        fsid: cfg.fsid.clone(),
+        addr: addr.clone(),
+        host: cfg.host.clone(),
+        capacity_bytes: cfg.capacity_bytes,
+    };
+    let start = tokio::time::Instant::now();
+    loop {
+        match monc.call_leader(boot.clone(), Duration::from_secs(60)).await? {
+            Message::Ok => break,
+            // The map is not initialized yet (a new cluster's first seconds): try again.
+            Message::Error(e) if e.errno == cairn_types::errno::EAGAIN && start.elapsed() < Duration::from_secs(60) => {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            Message::Error(e) => return Err(e),
+            other => return Err(Error::eio(format!("unexpected boot reply {other:?}"))),
+        }
+    }
+    tracing::info!(osd = cfg.id, %addr, "booted");
+    tokio::spawn(monc.clone().follow_maps());
+    tokio::spawn(crate::heartbeat::run(osd.clone()));
+    tokio::spawn(osd.clone().report_stats());
+    let mut maps = monc.subscribe();
+    loop {
+        let map = maps.borrow_and_update().clone();
+        if map.is_initialized() {
+            osd.handle_map(&map);
+        }
+        if maps.changed().await.is_err() {
+            return Ok(());
+        }
+    }
+}
+
+impl Osd {
+    fn load_pgs(&self) -> Result<()> {
+        let mut pgs = self.pgs.lock().expect("pgs lock");
+        for id in self.store.list_pgs()? {
+            pgs.insert(id, Arc::new(Pg::load(&*self.store, id)?));
+        }
+        tracing::info!(count = pgs.len(), "loaded pgs");
+        Ok(())
+    }
+
+    pub fn all_pgs(&self) -> Vec<Arc<Pg>> {
+        self.pgs.lock().expect("pgs lock").values().cloned().collect()
+    }
+
+    pub fn pg(&self, id: PgId) -> Option<Arc<Pg>> {
+        self.pgs.lock().expect("pgs lock").get(&id).cloned()
+    }
+
+    /// The PG, created empty if this OSD has never held it.
+    pub fn pg_or_create(&self, id: PgId) -> Result<Arc<Pg>> {
+        let mut pgs = self.pgs.lock().expect("pgs lock");
+        if let Some(pg) = pgs.get(&id) {
+            return Ok(pg.clone());
+        }
+        let pg = Arc::new(Pg::load(&*self.store, id)?);
+        pgs.insert(id, pg.clone());
+        Ok(pg)
+    }
+
+    pub fn map(&self) -> Arc<ClusterMap> {
+        self.monc.map()
+    }
+
+    /// Waits until this OSD has a map at least as new as `epoch` (or `wait` passes).
+    pub async fn wait_for_epoch(&self, epoch: u64, wait: Duration) -> Arc<ClusterMap> {
+        let mut rx = self.monc.subscribe();
+        let _ = tokio::time::timeout(wait, async {
+            loop {
+                if rx.borrow_and_update().epoch >= epoch {
+                    return;
+                }
+                if self.monc.map().epoch < epoch {
+                    let _ = self.monc.fetch_map(self.monc.map().epoch, 500).await;
+                }
+                if rx.borrow().epoch >= epoch {
+                    return;
+                }
+                let _ = tokio::time::timeout(Duration::from_millis(500), rx.changed()).await;
+            }
+        })
+        .await;
+        self.map()
+    }
+
+    /// Waits until everything this OSD submitted to its store is durable (transactions commit
+    /// in submission order, so an empty one is a barrier).
+    pub async fn store_barrier(&self) -> Result<()> {
+        self.store.submit(Transaction::new()).await.map_err(|_| Error::eio("store shut down"))?
+    }
+
+    /// Brings every PG in line with `map`: new intervals restart peering (primary) or wait for
+    /// activation (replica); PGs this OSD no longer needs are deleted once safe.
+    pub fn handle_map(self: &Arc<Self>, map: &ClusterMap) {
+        for (pgid, interval) in &map.intervals {
+            if !interval.acting.contains(&self.id) {
+                continue;
+            }
+            let pg = match self.pg_or_create(*pgid) {
+                Ok(pg) => pg,
+                Err(e) => {
+                    tracing::error!(pg = %pgid, error = %e, "cannot load pg");
+                    continue;
+                }
+            };
+            let mut st = pg.lock();
+            if st.interval.as_ref() == Some(interval) {
+                continue;
+            }
+            st.interval = Some(interval.clone());
+            st.generation += 1;
+            let is_primary = interval.primary() == Some(self.id);
+            st.phase = if is_primary { Phase::Peering } else { Phase::ReplicaWaiting };
+            let generation = st.generation;
+            drop(st);
+            pg.activated.send_replace(generation);
+            if is_primary {
+                tokio::spawn(crate::peering::run(self.clone(), pg.clone(), generation));
+            }
+        }
+        self.handle_strays(map);
+    }
+
+    /// A PG this OSD holds but is not acting for: keep it while it may be the only copy of
+    /// acknowledged writes (it is in the PG's last active interval); delete it otherwise.
+    fn handle_strays(&self, map: &ClusterMap) {
+        let pgs: Vec<Arc<Pg>> = self.pgs.lock().expect("pgs lock").values().cloned().collect();
+        for pg in pgs {
+            let interval = map.intervals.get(&pg.id);
+            if interval.is_some_and(|i| i.acting.contains(&self.id)) {
+                continue;
+            }
+            {
+                let mut st = pg.lock();
+                if st.phase != Phase::Stray {
+                    st.phase = Phase::Stray;
+                    st.interval = interval.cloned();
+                    st.generation += 1;
+                }
+            }
+            let pool_gone = !map.pools.contains_key(&pg.id.pool);
+            let safe = pool_gone
+                || map
+                    .history
+                    .get(&pg.id)
+                    .is_some_and(|h| !h.last_active.acting.contains(&self.id) && interval.is_some_and(|i| i.since <= h.last_active.since));
+            if safe {
+                self.remove_pg(pg.id);
+            }
+        }
+    }
+
+    fn remove_pg(&self, id: PgId) {
+        self.pgs.lock().expect("pgs lock").remove(&id);
+        let mut txn = Transaction::new();
+        txn.push(Op::RemovePg { pg: id });
+        let rx = self.store.submit(txn);
+        tokio::spawn(async move {
+            match rx.await {
+                Ok(Ok(())) => tracing::info!(pg = %id, "removed stray pg"),
+                other => tracing::warn!(pg = %id, ?other, "removing stray pg failed"),
+            }
+        });
+    }
+
+    /// Reports PG states and usage to the mon leader every few seconds.
+    async fn report_stats(self: Arc<Self>) {
+        loop {
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            let map = self.map();
+            let pgs: Vec<PgStat> = {
+                let table = self.pgs.lock().expect("pgs lock");
+                table.values().filter_map(|pg| pg_stat(pg, map.epoch)).collect()
+            };
+            let used = self.store.used_bytes().unwrap_or(0);
+            let osd_stat = OsdStat {
+                id: self.id,
+                total_bytes: self.cfg.capacity_bytes,
+                used_bytes: used,
+                avail_bytes: self.cfg.capacity_bytes.saturating_sub(used),
+                num_pgs: self.pgs.lock().expect("pgs lock").len() as u32,
+            };
+            let msg = Message::PgStats { osd: self.id, epoch: map.epoch, pgs, osd_stat };
+            let _ = self.monc.call_leader(msg, Duration::from_secs(5)).await;
+        }
+    }
+}
+
+fn pg_stat(pg: &Pg, epoch: u64) -> Option<PgStat> {
+    let st = pg.lock();
+    let interval = st.interval.as_ref()?;
+    let state = match st.phase {
+        Phase::Active if st.objects_missing > 0 => "active+recovering".to_string(),
+        Phase::Active => "active+clean".to_string(),
+        Phase::Peering if st.objects_missing > 0 => "peering+recovering".to_string(),
+        Phase::Peering => "peering".to_string(),
+        Phase::Incomplete => "incomplete".to_string(),
+        Phase::Undersized => "undersized+degraded+peered".to_string(),
+        _ => return None,
+    };
+    Some(PgStat {
+        pg: pg.id,
+        state,
+        acting: interval.acting.clone(),
+        interval_since: interval.since,
+        last_update: st.info.last_update,
+        num_objects: st.num_objects,
+        num_bytes: st.num_bytes,
+        num_objects_missing: st.objects_missing,
+        log_size: st.log.len() as u64,
+        reported_epoch: epoch,
+    })
+}
+
+/// A store transaction that changed a PG's in-memory log failed: memory and disk disagree, and
+/// continuing could acknowledge a write that is not durable. Stop, as a replica that sees its
+/// invariant broken must; a restart reloads the PG from the store.
+pub fn fatal_store_error(what: &str, e: &dyn std::fmt::Debug) -> ! {
+    tracing::error!(what, error = ?e, "store transaction failed; stopping the OSD");
+    eprintln!("fatal: store transaction failed ({what}): {e:?}");
+    std::process::abort();
+}

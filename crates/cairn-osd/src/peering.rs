@@ -1,0 +1,389 @@
+//! Peering and recovery, run by the primary of a new interval (docs/replication.md §Peering):
+//! 1. query every acting member and every member of the PG's last active interval;
+//! 2. take the newest log among the answering members of the last active interval as
+//!    authoritative (none answered: `incomplete`, wait);
+//! 3. bring every acting member to it: push the objects its log differs in (log recovery) or,
+//!    when the logs do not overlap, every object that differs (backfill);
+//! 4. install the authoritative log on every member, record the interval as active in the mon,
+//!    and only then serve I/O.
+
+use crate::ops;
+use crate::osd::Osd;
+use crate::pg::{Phase, Pg};
+use cairn_proto::{LogEntry, Message, ObjectState, PgInfo};
+use cairn_store::Transaction;
+use cairn_types::{errno, Error, ObjectId, OsdId, PgInterval, Result, Version};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Objects per push message during recovery.
+const PUSH_BATCH_OBJECTS: usize = 64;
+/// Bytes per push message during recovery.
+const PUSH_BATCH_BYTES: usize = 16 << 20;
+
+/// What one member needs to match the authoritative log.
+#[derive(Debug, PartialEq)]
+pub enum MemberPlan {
+    InSync,
+    /// Log recovery: these objects differ.
+    Objects(BTreeSet<ObjectId>),
+    /// Logs do not overlap: compare every object.
+    Backfill,
+}
+
+/// Peers `pg` until it is active or `generation` is superseded.
+pub async fn run(osd: Arc<Osd>, pg: Arc<Pg>, generation: u64) {
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        if pg.lock().generation != generation {
+            return;
+        }
+        match peer_once(&osd, &pg, generation).await {
+            Ok(()) => return,
+            Err(e) => {
+                tracing::info!(pg = %pg.id, error = %e, "peering not finished; retrying");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(2));
+            }
+        }
+    }
+}
+
+struct Answer {
+    info: PgInfo,
+    log: Vec<LogEntry>,
+}
+
+async fn peer_once(osd: &Arc<Osd>, pg: &Arc<Pg>, generation: u64) -> Result<()> {
+    let map = osd.map();
+    let interval = pg.lock().interval.clone().ok_or_else(|| Error::eagain("no interval"))?;
+    let pool = map.pools.get(&pg.id.pool).ok_or_else(|| Error::enoent("pool is gone"))?;
+    if interval.acting.len() < pool.min_size as usize {
+        set_phase(pg, generation, Phase::Undersized);
+        return Ok(()); // A map change (an OSD coming back) starts peering again.
+    }
+    let last_active = map.history.get(&pg.id).map(|h| h.last_active.clone());
+    let mut probe: BTreeSet<OsdId> = interval.acting.iter().copied().collect();
+    if let Some(h) = &last_active {
+        probe.extend(h.acting.iter().copied());
+    }
+    let answers = query_all(osd, pg, &probe, map.epoch).await;
+    for m in &interval.acting {
+        if !answers.contains_key(m) {
+            return Err(Error::eagain(format!("acting member osd.{m} did not answer")));
+        }
+    }
+    let auth_id = choose_authoritative(osd.id, &answers, last_active.as_ref()).ok_or_else(|| {
+        set_phase(pg, generation, Phase::Incomplete);
+        Error::eagain(format!(
+            "incomplete: no member of the last active interval {:?} answered",
+            last_active.as_ref().map(|h| &h.acting)
+        ))
+    })?;
+    let auth = &answers[&auth_id];
+    let plans: Vec<(OsdId, MemberPlan)> = interval
+        .acting
+        .iter()
+        .map(|m| {
+            let a = &answers[m];
+            let plan = if *m == auth_id { MemberPlan::InSync } else { plan_member(&a.info, &a.log, &auth.info, &auth.log) };
+            (*m, plan)
+        })
+        .collect();
+    let missing: u64 = plans
+        .iter()
+        .map(|(_, p)| match p {
+            MemberPlan::Objects(s) => s.len() as u64,
+            MemberPlan::Backfill => 1,
+            MemberPlan::InSync => 0,
+        })
+        .sum();
+    pg.lock().objects_missing = missing;
+    // The primary first, so it holds every object before the others are compared with it.
+    let mut ordered = plans;
+    ordered.sort_by_key(|(m, _)| *m != osd.id);
+    for (member, plan) in ordered {
+        check_generation(pg, generation)?;
+        recover_member(osd, pg, &interval, auth_id, member, plan).await?;
+    }
+    activate(osd, pg, &interval, generation, &auth.info, &auth.log).await
+}
+
+fn set_phase(pg: &Pg, generation: u64, phase: Phase) {
+    let mut st = pg.lock();
+    if st.generation == generation {
+        st.phase = phase;
+    }
+}
+
+fn check_generation(pg: &Pg, generation: u64) -> Result<()> {
+    if pg.lock().generation != generation {
+        return Err(Error::new(errno::ESTALE, "interval changed during peering"));
+    }
+    Ok(())
+}
+
+async fn query_all(osd: &Arc<Osd>, pg: &Arc<Pg>, probe: &BTreeSet<OsdId>, epoch: u64) -> BTreeMap<OsdId, Answer> {
+    let mut tasks = Vec::new();
+    for m in probe {
+        let (osd, pgid, m) = (osd.clone(), pg.id, *m);
+        tasks.push(tokio::spawn(async move {
+            let msg = Message::PgQuery { pg: pgid, epoch, log_after: Version::default() };
+            (m, osd.call_osd(m, msg).await)
+        }));
+    }
+    let mut answers = BTreeMap::new();
+    for t in tasks {
+        if let Ok((m, Ok(Message::PgQueryReply { info, log, .. }))) = t.await {
+            answers.insert(m, Answer { info, log });
+        }
+    }
+    answers
+}
+
+/// The newest log among answering members of the last active interval (any answering member
+/// when the PG has never been active). Ties prefer this OSD, to save copying.
+fn choose_authoritative(
+    me: OsdId,
+    answers: &BTreeMap<OsdId, Answer>,
+    last_active: Option<&PgInterval>,
+) -> Option<OsdId> {
+    answers
+        .iter()
+        .filter(|(id, _)| last_active.is_none_or(|h| h.acting.contains(id)))
+        .max_by_key(|(id, a)| (a.info.last_update, **id == me))
+        .map(|(id, _)| *id)
+}
+
+/// Compares a member's log with the authoritative one (docs/replication.md §Recovery).
+pub fn plan_member(m_info: &PgInfo, m_log: &[LogEntry], a_info: &PgInfo, a_log: &[LogEntry]) -> MemberPlan {
+    let a_versions: HashSet<Version> = a_log.iter().map(|e| e.version).collect();
+    let in_auth = |v: Version| v == a_info.log_tail || a_versions.contains(&v);
+    if m_info.last_update == a_info.last_update && in_auth(m_info.last_update) {
+        return MemberPlan::InSync;
+    }
+    let common = if in_auth(m_info.last_update) {
+        Some(m_info.last_update)
+    } else {
+        m_log
+            .iter()
+            .rev()
+            .map(|e| e.version)
+            .find(|v| in_auth(*v))
+            .or_else(|| in_auth(m_info.log_tail).then_some(m_info.log_tail))
+    };
+    let Some(common) = common else {
+        return MemberPlan::Backfill;
+    };
+    let objects = a_log
+        .iter()
+        .chain(m_log.iter())
+        .filter(|e| e.version > common)
+        .map(|e| e.oid.clone())
+        .collect();
+    MemberPlan::Objects(objects)
+}
+
+async fn recover_member(
+    osd: &Arc<Osd>,
+    pg: &Arc<Pg>,
+    interval: &PgInterval,
+    auth: OsdId,
+    member: OsdId,
+    plan: MemberPlan,
+) -> Result<()> {
+    // Once the primary is recovered, it is the best source for everyone else.
+    let source = if member != osd.id && auth != osd.id { osd.id } else { auth };
+    let objects: Vec<ObjectId> = match plan {
+        MemberPlan::InSync => return Ok(()),
+        MemberPlan::Objects(set) => set.into_iter().collect(),
+        MemberPlan::Backfill => backfill_list(osd, pg, source, member).await?,
+    };
+    tracing::info!(pg = %pg.id, member, source, count = objects.len(), "recovering objects");
+    let mut batch: Vec<(ObjectId, Option<ObjectState>)> = Vec::new();
+    let mut batch_bytes = 0usize;
+    for oid in objects {
+        let state = fetch_state(osd, pg, source, &oid).await?;
+        batch_bytes += state.as_ref().map_or(0, |s| s.data.len());
+        batch.push((oid, state));
+        if batch.len() >= PUSH_BATCH_OBJECTS || batch_bytes >= PUSH_BATCH_BYTES {
+            push(osd, pg, interval, member, std::mem::take(&mut batch)).await?;
+            batch_bytes = 0;
+        }
+    }
+    if !batch.is_empty() {
+        push(osd, pg, interval, member, batch).await?;
+    }
+    Ok(())
+}
+
+/// Every object on which `member` differs from `source` (by version, or by existence).
+async fn backfill_list(osd: &Arc<Osd>, pg: &Arc<Pg>, source: OsdId, member: OsdId) -> Result<Vec<ObjectId>> {
+    let have = scan_all(osd, pg, member).await?;
+    let want = scan_all(osd, pg, source).await?;
+    let mut out: Vec<ObjectId> = want
+        .iter()
+        .filter(|(oid, v)| have.get(*oid) != Some(*v))
+        .map(|(oid, _)| oid.clone())
+        .collect();
+    out.extend(have.keys().filter(|oid| !want.contains_key(*oid)).cloned());
+    Ok(out)
+}
+
+async fn scan_all(osd: &Arc<Osd>, pg: &Arc<Pg>, who: OsdId) -> Result<BTreeMap<ObjectId, Version>> {
+    let mut out = BTreeMap::new();
+    let mut after: Option<ObjectId> = None;
+    loop {
+        let msg = Message::PgScan { pg: pg.id, epoch: osd.map().epoch, start_after: after.clone(), max: 1024 };
+        let reply = if who == osd.id { osd.pg_scan(pg.id, after.clone(), 1024)? } else { osd.call_osd(who, msg).await? };
+        let Message::PgScanReply { objects, done } = reply else {
+            return Err(Error::eio(format!("osd.{who}: unexpected scan reply")));
+        };
+        after = objects.last().map(|(o, _)| o.clone());
+        out.extend(objects);
+        if done || after.is_none() {
+            return Ok(out);
+        }
+    }
+}
+
+async fn fetch_state(osd: &Arc<Osd>, pg: &Arc<Pg>, source: OsdId, oid: &ObjectId) -> Result<Option<ObjectState>> {
+    if source == osd.id {
+        return ops::object_state(&*osd.store, pg.id, oid);
+    }
+    let msg = Message::PgPull { pg: pg.id, epoch: osd.map().epoch, oid: oid.clone() };
+    match osd.call_osd(source, msg).await? {
+        Message::PgPullReply { state } => Ok(state),
+        other => Err(Error::eio(format!("osd.{source}: unexpected pull reply {other:?}"))),
+    }
+}
+
+async fn push(
+    osd: &Arc<Osd>,
+    pg: &Arc<Pg>,
+    interval: &PgInterval,
+    member: OsdId,
+    objects: Vec<(ObjectId, Option<ObjectState>)>,
+) -> Result<()> {
+    let count = objects.len() as u64;
+    if member == osd.id {
+        let mut txn = Transaction::new();
+        for (oid, state) in &objects {
+            ops::install_ops(pg.id, oid, state.as_ref(), &mut txn.ops);
+        }
+        osd.store.submit(txn).await.map_err(|_| Error::eio("store shut down"))??;
+    } else {
+        let msg = Message::PgPush { pg: pg.id, since: interval.since, objects };
+        osd.call_osd(member, msg).await?;
+    }
+    let mut st = pg.lock();
+    st.objects_missing = st.objects_missing.saturating_sub(count);
+    Ok(())
+}
+
+async fn activate(
+    osd: &Arc<Osd>,
+    pg: &Arc<Pg>,
+    interval: &PgInterval,
+    generation: u64,
+    auth_info: &PgInfo,
+    auth_log: &[LogEntry],
+) -> Result<()> {
+    for m in &interval.acting[1..] {
+        let msg = Message::PgActivate {
+            pg: pg.id,
+            since: interval.since,
+            rollback_after: Version::default(),
+            log: auth_log.to_vec(),
+            log_tail: auth_info.log_tail,
+        };
+        osd.call_osd(*m, msg).await?;
+    }
+    let rx = {
+        let mut st = pg.lock();
+        if st.generation != generation {
+            return Err(Error::new(errno::ESTALE, "interval changed during peering"));
+        }
+        let mut txn = Transaction::new();
+        st.replace_log(pg.id, auth_log.to_vec(), auth_info.log_tail, interval.since, &mut txn.ops);
+        osd.store.submit(txn)
+    };
+    if let Ok(Err(e)) | Err(e) = rx.await.map_err(|_| Error::eio("store shut down")) {
+        crate::osd::fatal_store_error("activation", &e);
+    }
+    osd.recount(pg.id)?;
+    // Record the interval as active before serving any write (invariant I2).
+    let record = Message::PgActivated { pg: pg.id, interval: interval.clone() };
+    match osd.monc.call_leader(record, Duration::from_secs(30)).await? {
+        Message::Ok => {}
+        Message::Error(e) if e.errno == errno::ESTALE => return Ok(()), // a newer interval took over
+        Message::Error(e) => return Err(e),
+        other => return Err(Error::eio(format!("unexpected reply {other:?}"))),
+    }
+    {
+        let mut st = pg.lock();
+        if st.generation != generation {
+            return Ok(());
+        }
+        st.phase = Phase::Active;
+        st.objects_missing = 0;
+    }
+    pg.activated.send_replace(generation);
+    tracing::info!(pg = %pg.id, acting = ?interval.acting, since = interval.since, "active");
+    Ok(())
+}
+
+impl Osd {
+    /// A request to another OSD (or this one, answered locally), with the peer timeout.
+    pub async fn call_osd(self: &Arc<Self>, id: OsdId, msg: Message) -> Result<Message> {
+        if id == self.id {
+            return crate::service::local(self, msg).await;
+        }
+        let addr = self.osd_addr(id)?;
+        match self.peers.call(&addr, msg, self.cfg.peer_timeout).await? {
+            Message::Error(e) => Err(e),
+            reply => Ok(reply),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use cairn_proto::ReqId;
+
+    fn entry(epoch: u64, seq: u64, name: &str) -> LogEntry {
+        LogEntry { version: Version { epoch, seq }, oid: ObjectId::new(name), deleted: false, reqid: ReqId { client: 1, tid: seq } }
+    }
+
+    fn info(log: &[LogEntry], tail: Version) -> PgInfo {
+        PgInfo { last_update: log.last().map_or(tail, |e| e.version), log_tail: tail, ..Default::default() }
+    }
+
+    #[test]
+    fn prefix_member_gets_newer_objects() {
+        let auth = vec![entry(5, 1, "a"), entry(5, 2, "b"), entry(7, 3, "c")];
+        let m = auth[..1].to_vec();
+        let plan = plan_member(&info(&m, Version::default()), &m, &info(&auth, Version::default()), &auth);
+        assert_eq!(plan, MemberPlan::Objects(["b", "c"].into_iter().map(ObjectId::new).collect()));
+    }
+
+    #[test]
+    fn divergent_entries_are_rolled_back() {
+        let auth = vec![entry(5, 1, "a"), entry(7, 2, "c")];
+        let m = vec![entry(5, 1, "a"), entry(5, 2, "x")];
+        let plan = plan_member(&info(&m, Version::default()), &m, &info(&auth, Version::default()), &auth);
+        assert_eq!(plan, MemberPlan::Objects(["c", "x"].into_iter().map(ObjectId::new).collect()));
+    }
+
+    #[test]
+    fn empty_member_backfills_when_auth_log_is_trimmed() {
+        let auth = vec![entry(5, 10, "a")];
+        let tail = Version { epoch: 5, seq: 9 };
+        let plan = plan_member(&PgInfo::default(), &[], &info(&auth, tail), &auth);
+        assert_eq!(plan, MemberPlan::Backfill);
+        let same = plan_member(&info(&auth, tail), &auth, &info(&auth, tail), &auth);
+        assert_eq!(same, MemberPlan::InSync);
+    }
+}

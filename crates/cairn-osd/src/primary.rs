@@ -1,0 +1,202 @@
+//! The primary's side of client I/O: order ops per object, give each write a version, commit it
+//! locally and on every other acting member, and answer once all have it durably.
+
+use crate::ops;
+use crate::osd::Osd;
+use crate::pg::{Phase, Pg};
+use cairn_proto::{LogEntry, Message, ObjOp, ReqId};
+use cairn_store::{Op, Transaction};
+use cairn_types::{errno, Epoch, Error, ObjectId, OsdId, PgId, Result, Version};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+pub struct OpReply {
+    pub result: Result<(Vec<cairn_proto::OpOut>, Version)>,
+    pub epoch: Epoch,
+}
+
+impl Osd {
+    /// Handles one client op end to end.
+    pub async fn client_op(
+        self: &Arc<Self>,
+        pgid: PgId,
+        oid: ObjectId,
+        epoch: Epoch,
+        reqid: ReqId,
+        op_list: Vec<ObjOp>,
+    ) -> OpReply {
+        let map = self.wait_for_epoch(epoch, Duration::from_secs(2)).await;
+        let result = async {
+            oid.validate()?;
+            let pg = self.active_primary_pg(pgid).await?;
+            let _guard = pg.lock_object(&oid).await;
+            if op_list.iter().any(ObjOp::is_write) {
+                self.write(&pg, &oid, reqid, &op_list).await
+            } else {
+                let planned = ops::plan(&*self.store, pgid, &oid, &op_list)?;
+                Ok((planned.outs, pg.lock().info.last_update))
+            }
+        }
+        .await;
+        OpReply { result, epoch: map.epoch }
+    }
+
+    /// The PG if this OSD is its active primary, waiting a little for peering to finish.
+    pub async fn active_primary_pg(&self, pgid: PgId) -> Result<Arc<Pg>> {
+        let not_primary = || Error::eagain(format!("osd.{} is not the active primary of pg {pgid}", self.id));
+        let pg = self.pg(pgid).ok_or_else(not_primary)?;
+        let mut rx = pg.activated.subscribe();
+        let wait = tokio::time::timeout(self.cfg.op_wait, async {
+            loop {
+                match pg.lock().phase {
+                    Phase::Active => return Ok(()),
+                    Phase::Peering | Phase::Incomplete | Phase::Undersized => {}
+                    _ => return Err(not_primary()),
+                }
+                if rx.changed().await.is_err() {
+                    return Err(not_primary());
+                }
+            }
+        });
+        match wait.await {
+            Ok(Ok(())) => Ok(pg),
+            Ok(Err(e)) => Err(e),
+            Err(_) => Err(Error::eagain(format!("pg {pgid} is not active yet"))),
+        }
+    }
+
+    async fn write(
+        self: &Arc<Self>,
+        pg: &Arc<Pg>,
+        oid: &ObjectId,
+        reqid: ReqId,
+        op_list: &[ObjOp],
+    ) -> Result<(Vec<cairn_proto::OpOut>, Version)> {
+        if let Some(v) = pg.lock().reqids.get(&reqid) {
+            // A resend of a write that is already in the log: applied once, answered again.
+            return Ok((vec![], *v));
+        }
+        if let Some(pool) = self.map().pools.get(&pg.id.pool) {
+            check_quota(pool, op_list)?;
+        }
+        let planned = ops::plan(&*self.store, pg.id, oid, op_list)?;
+        let before = self.store.stat(pg.id, oid)?;
+        let replicas: Vec<OsdId> = {
+            let st = pg.lock();
+            st.interval.as_ref().map(|i| i.acting[1..].to_vec()).unwrap_or_default()
+        };
+        let mut conns = Vec::with_capacity(replicas.len());
+        for r in &replicas {
+            let addr = self.osd_addr(*r)?;
+            conns.push(self.peers.get(&addr).await?);
+        }
+        let mtime_ns = now_ns();
+        // Version assignment, local submit and replica sends happen under the PG lock, so every
+        // member receives this PG's writes in version order.
+        let (local, remote, version) = {
+            let mut st = pg.lock();
+            let since = match (&st.phase, st.since()) {
+                (Phase::Active, Some(since)) => since,
+                _ => return Err(Error::eagain(format!("pg {} is no longer active", pg.id))),
+            };
+            let prev = st.info.last_update;
+            let version = Version { epoch: since, seq: prev.seq + 1 };
+            let entry = LogEntry {
+                version,
+                oid: oid.clone(),
+                deleted: !planned.exists_after,
+                reqid,
+            };
+            let mut txn = Transaction::new();
+            ops::to_store_ops(pg.id, oid, &planned.mutations, &mut txn.ops);
+            if planned.exists_after {
+                txn.push(Op::SetMeta { pg: pg.id, oid: oid.clone(), version, mtime_ns });
+            }
+            st.append_log(pg.id, entry.clone(), &mut txn.ops);
+            match (before.is_some(), planned.exists_after) {
+                (false, true) => st.num_objects += 1,
+                (true, false) => st.num_objects = st.num_objects.saturating_sub(1),
+                _ => {}
+            }
+            let old_size = before.map_or(0, |m| m.size);
+            st.num_bytes = (st.num_bytes + planned.size_after).saturating_sub(old_size);
+            let local = self.store.submit(txn);
+            let mut remote = Vec::with_capacity(conns.len());
+            for conn in &conns {
+                let msg = Message::RepOp {
+                    pg: pg.id,
+                    since,
+                    prev,
+                    entry: entry.clone(),
+                    mtime_ns,
+                    mutations: planned.mutations.clone(),
+                };
+                remote.push(conn.start_call(msg));
+            }
+            (local, remote, version)
+        };
+        match local.await {
+            Ok(Ok(())) => {}
+            other => crate::osd::fatal_store_error("primary write", &other),
+        }
+        let mut all_ok = true;
+        for r in remote {
+            let ok = match r {
+                Ok(rx) => match tokio::time::timeout(self.cfg.peer_timeout, rx).await {
+                    Ok(Ok(Message::Ok)) => true,
+                    other => {
+                        tracing::debug!(pg = %pg.id, ?other, "replica did not apply write");
+                        false
+                    }
+                },
+                Err(_) => false,
+            };
+            all_ok &= ok;
+        }
+        if !all_ok {
+            // Some member does not have this write: it must not be acknowledged. Peer again
+            // (same interval) so every member converges; the client's resend is then answered
+            // from the log.
+            self.restart_peering(pg);
+            return Err(Error::eagain(format!("pg {}: replication failed; retry", pg.id)));
+        }
+        Ok((planned.outs, version))
+    }
+
+    pub fn osd_addr(&self, id: OsdId) -> Result<String> {
+        self.map()
+            .osds
+            .get(&id)
+            .map(|o| o.addr.clone())
+            .ok_or_else(|| Error::enoent(format!("osd.{id} is not in the map")))
+    }
+
+    /// Drops the PG back to peering within its current interval.
+    pub fn restart_peering(self: &Arc<Self>, pg: &Arc<Pg>) {
+        let generation = {
+            let mut st = pg.lock();
+            if st.phase != Phase::Active {
+                return;
+            }
+            st.phase = Phase::Peering;
+            st.generation += 1;
+            st.generation
+        };
+        pg.activated.send_replace(generation);
+        tokio::spawn(crate::peering::run(self.clone(), pg.clone(), generation));
+    }
+}
+
+/// Ceph's behaviour: once the mon marks a pool full (its quota is reached), writes that add
+/// data fail with EDQUOT; removals still work so space can be freed.
+fn check_quota(pool: &cairn_types::Pool, op_list: &[ObjOp]) -> Result<()> {
+    let only_removes = op_list.iter().all(|op| matches!(op, ObjOp::Remove | ObjOp::Truncate { .. } | ObjOp::Zero { .. } | ObjOp::OmapRmKeys { .. } | ObjOp::OmapClear | ObjOp::RmXattr { .. }));
+    if pool.full && !only_removes {
+        return Err(Error::new(errno::EDQUOT, format!("pool '{}' is full (quota reached)", pool.name)));
+    }
+    Ok(())
+}
+
+fn now_ns() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64)
+}

@@ -1,0 +1,169 @@
+//! A member's side of replication and peering: apply the primary's writes in order, answer
+//! queries about the PG, install recovered objects and the authoritative log.
+
+use crate::ops;
+use crate::osd::Osd;
+use crate::pg::Phase;
+use cairn_proto::{LogEntry, Message, Mutation, ObjectState, PgInfo, Responder};
+use cairn_store::{Op, Transaction};
+use cairn_types::{errno, Epoch, Error, ObjectId, PgId, Result, Version};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Most objects listed by one scan reply.
+pub const MAX_SCAN_OBJECTS: u32 = 1024;
+
+impl Osd {
+    /// Applies a primary's write. Runs on the connection's reading task, so writes are submitted
+    /// to the store in the order the primary sent them.
+    pub fn rep_op(
+        self: &Arc<Self>,
+        pgid: PgId,
+        since: Epoch,
+        prev: Version,
+        entry: LogEntry,
+        mtime_ns: u64,
+        mutations: Vec<Mutation>,
+        responder: Responder,
+    ) {
+        let submitted = (|| {
+            let pg = self.pg(pgid).ok_or_else(|| stale(pgid, "pg not here"))?;
+            let mut st = pg.lock();
+            if st.phase != Phase::ReplicaActive || st.since() != Some(since) {
+                return Err(stale(pgid, "not an active replica of that interval"));
+            }
+            if st.info.last_update != prev {
+                return Err(stale(pgid, &format!("log ends at {}, write follows {prev}", st.info.last_update)));
+            }
+            let mut txn = Transaction::new();
+            ops::to_store_ops(pgid, &entry.oid, &mutations, &mut txn.ops);
+            if !entry.deleted {
+                txn.push(Op::SetMeta { pg: pgid, oid: entry.oid.clone(), version: entry.version, mtime_ns });
+            }
+            st.append_log(pgid, entry, &mut txn.ops);
+            Ok(self.store.submit(txn))
+        })();
+        match submitted {
+            Ok(rx) => {
+                tokio::spawn(async move {
+                    match rx.await {
+                        Ok(Ok(())) => responder.reply(Message::Ok),
+                        other => crate::osd::fatal_store_error("replica write", &other),
+                    }
+                });
+            }
+            Err(e) => responder.reply(Message::Error(e)),
+        }
+    }
+
+    /// Reports this OSD's info and whole log of `pgid` (empty if it has never held it).
+    pub async fn pg_query(self: &Arc<Self>, pgid: PgId, epoch: Epoch) -> Result<Message> {
+        // Learn of the new interval first, so this OSD stops acting on the old one (no more
+        // writes as primary or replica of it), then wait until what it already submitted is
+        // durable: the answer then describes exactly what a crash would leave.
+        let map = self.wait_for_epoch(epoch, Duration::from_secs(5)).await;
+        self.handle_map(&map);
+        self.store_barrier().await?;
+        let Some(pg) = self.pg(pgid) else {
+            return Ok(Message::PgQueryReply { info: PgInfo::default(), log: vec![], objects: None });
+        };
+        let st = pg.lock();
+        let mut info = st.info.clone();
+        info.num_objects = st.num_objects;
+        Ok(Message::PgQueryReply { info, log: st.log.iter().cloned().collect(), objects: None })
+    }
+
+    /// Lists objects with their versions, for backfill.
+    pub fn pg_scan(&self, pgid: PgId, start_after: Option<ObjectId>, max: u32) -> Result<Message> {
+        let max = max.clamp(1, MAX_SCAN_OBJECTS) as usize;
+        let list = self.store.list_objects(pgid, start_after.as_ref(), max)?;
+        let done = list.len() < max;
+        Ok(Message::PgScanReply {
+            objects: list.into_iter().map(|(oid, meta)| (oid, meta.version)).collect(),
+            done,
+        })
+    }
+
+    pub fn pg_pull(&self, pgid: PgId, oid: &ObjectId) -> Result<Message> {
+        Ok(Message::PgPullReply { state: ops::object_state(&*self.store, pgid, oid)? })
+    }
+
+    /// Installs recovered objects (or their removal) sent by the primary of interval `since`.
+    pub async fn pg_push(
+        self: &Arc<Self>,
+        pgid: PgId,
+        since: Epoch,
+        objects: Vec<(ObjectId, Option<ObjectState>)>,
+    ) -> Result<Message> {
+        self.wait_for_epoch(since, Duration::from_secs(5)).await;
+        let pg = self.pg_or_create(pgid)?;
+        let rx = {
+            let st = pg.lock();
+            if st.since() != Some(since) {
+                return Err(stale(pgid, "push for another interval"));
+            }
+            let mut txn = Transaction::new();
+            for (oid, state) in &objects {
+                ops::install_ops(pgid, oid, state.as_ref(), &mut txn.ops);
+            }
+            self.store.submit(txn)
+        };
+        rx.await.map_err(|_| Error::eio("store shut down"))??;
+        Ok(Message::Ok)
+    }
+
+    /// Makes this member's log the authoritative one and starts accepting the primary's writes.
+    pub async fn pg_activate(
+        self: &Arc<Self>,
+        pgid: PgId,
+        since: Epoch,
+        log: Vec<LogEntry>,
+        log_tail: Version,
+    ) -> Result<Message> {
+        self.wait_for_epoch(since, Duration::from_secs(5)).await;
+        let pg = self.pg_or_create(pgid)?;
+        let rx = {
+            let mut st = pg.lock();
+            if st.since() != Some(since) {
+                return Err(stale(pgid, "activation for another interval"));
+            }
+            let mut txn = Transaction::new();
+            st.replace_log(pgid, log, log_tail, since, &mut txn.ops);
+            if st.phase == Phase::ReplicaWaiting || st.phase == Phase::ReplicaActive {
+                st.phase = Phase::ReplicaActive;
+            }
+            self.store.submit(txn)
+        };
+        if let Ok(Err(e)) | Err(e) = rx.await.map_err(|_| Error::eio("store shut down")) {
+            crate::osd::fatal_store_error("activation", &e);
+        }
+        self.recount(pgid)?;
+        Ok(Message::Ok)
+    }
+
+    /// Recomputes a PG's object and byte counts from the store.
+    pub fn recount(&self, pgid: PgId) -> Result<()> {
+        let Some(pg) = self.pg(pgid) else { return Ok(()) };
+        let (mut objects, mut bytes) = (0u64, 0u64);
+        let mut after: Option<ObjectId> = None;
+        loop {
+            let batch = self.store.list_objects(pgid, after.as_ref(), 4096)?;
+            for (_, meta) in &batch {
+                objects += 1;
+                bytes += meta.size;
+            }
+            match batch.last() {
+                Some((oid, _)) if batch.len() == 4096 => after = Some(oid.clone()),
+                _ => break,
+            }
+        }
+        let mut st = pg.lock();
+        st.num_objects = objects;
+        st.num_bytes = bytes;
+        Ok(())
+    }
+}
+
+fn stale(pgid: PgId, why: &str) -> Error {
+    Error::new(errno::ESTALE, format!("pg {pgid}: {why}"))
+}

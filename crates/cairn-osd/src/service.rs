@@ -1,0 +1,56 @@
+//! Request dispatch: what an OSD answers on its port.
+
+use crate::osd::Osd;
+use cairn_proto::{Handler, Message, Responder};
+use cairn_types::{Error, Result};
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+impl Handler for Osd {
+    fn handle(self: &Arc<Self>, _peer: SocketAddr, msg: Message, responder: Responder) {
+        match msg {
+            // Must be submitted in arrival order: handled on the reading task.
+            Message::RepOp { pg, since, prev, entry, mtime_ns, mutations } => {
+                self.rep_op(pg, since, prev, entry, mtime_ns, mutations, responder)
+            }
+            Message::Ping { .. } => responder.reply(Message::Pong { epoch: self.map().epoch }),
+            Message::OsdOp { pg, oid, epoch, reqid, ops } => {
+                let osd = self.clone();
+                tokio::spawn(async move {
+                    let r = osd.client_op(pg, oid, epoch, reqid, ops).await;
+                    let reply = match r.result {
+                        Ok((outs, version)) => Message::OsdOpReply { result: 0, message: String::new(), outs, version, epoch: r.epoch },
+                        Err(e) => Message::OsdOpReply { result: e.errno, message: e.message, outs: vec![], version: Default::default(), epoch: r.epoch },
+                    };
+                    responder.reply(reply);
+                });
+            }
+            other => {
+                let osd = self.clone();
+                tokio::spawn(async move {
+                    let reply = local(&osd, other).await.unwrap_or_else(Message::Error);
+                    responder.reply(reply);
+                });
+            }
+        }
+    }
+}
+
+/// Answers a peering, recovery, listing or admin request.
+pub async fn local(osd: &Arc<Osd>, msg: Message) -> Result<Message> {
+    match msg {
+        Message::PgQuery { pg, epoch, .. } => osd.pg_query(pg, epoch).await,
+        Message::PgScan { pg, start_after, max, .. } => osd.pg_scan(pg, start_after, max),
+        Message::PgPull { pg, oid, .. } => osd.pg_pull(pg, &oid),
+        Message::PgPush { pg, since, objects } => osd.pg_push(pg, since, objects).await,
+        Message::PgActivate { pg, since, log, log_tail, .. } => osd.pg_activate(pg, since, log, log_tail).await,
+        Message::PgList { pg, epoch, start_after, max } => osd.pg_list(pg, epoch, start_after, max).await,
+        Message::Admin { command } => osd.admin(&command),
+        other => Err(Error::einval(format!("osd cannot handle {}", message_name(&other)))),
+    }
+}
+
+fn message_name(m: &Message) -> String {
+    let s = format!("{m:?}");
+    s.split([' ', '(', '{']).next().unwrap_or("message").to_string()
+}

@@ -1,0 +1,161 @@
+//! Talking to the monitors: find the leader (following `NotLeader` hints, trying every mon in
+//! turn) and follow the cluster map. Used by OSDs and clients alike.
+
+use crate::msg::Message;
+use crate::rpc::ConnPool;
+use cairn_types::{ClusterMap, Error, Result};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::watch;
+
+/// How long one mon request may take before the next mon is tried.
+pub const MON_REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a map long-poll waits on the mon side.
+pub const MAP_POLL_WAIT_MS: u32 = 2000;
+
+#[derive(Clone)]
+pub struct MonClient {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    mons: Vec<String>,
+    pool: ConnPool,
+    /// Index into `mons` (or an address learnt from a hint) believed to be the leader.
+    leader: Mutex<Option<String>>,
+    map_tx: watch::Sender<Arc<ClusterMap>>,
+}
+
+impl MonClient {
+    pub fn new(mons: Vec<String>) -> Result<MonClient> {
+        if mons.is_empty() {
+            return Err(Error::einval("no monitor addresses configured (mon host)"));
+        }
+        let (map_tx, _) = watch::channel(Arc::new(ClusterMap::default()));
+        Ok(MonClient {
+            inner: Arc::new(Inner {
+                mons,
+                pool: ConnPool::default(),
+                leader: Mutex::new(None),
+                map_tx,
+            }),
+        })
+    }
+
+    pub fn mons(&self) -> &[String] {
+        &self.inner.mons
+    }
+
+    /// Sends a request that only the leader answers; follows hints and tries every mon until
+    /// `deadline` passes (then ETIMEDOUT naming the last failure).
+    pub async fn call_leader(&self, msg: Message, deadline: Duration) -> Result<Message> {
+        let start = tokio::time::Instant::now();
+        let mut last_err = Error::timed_out("no monitor answered");
+        let mut attempt = 0usize;
+        while start.elapsed() < deadline {
+            let addr = self.pick(attempt);
+            attempt += 1;
+            match self.inner.pool.call(&addr, msg.clone(), MON_REQUEST_TIMEOUT).await {
+                Ok(Message::NotLeader { leader_addr }) => {
+                    *self.inner.leader.lock().expect("leader lock") = leader_addr.clone();
+                    last_err = Error::eagain(format!("mon {addr} is not the leader"));
+                    if leader_addr.is_none() {
+                        // An election is running; give it a moment.
+                        tokio::time::sleep(Duration::from_millis(200)).await;
+                    }
+                }
+                Ok(reply) => {
+                    *self.inner.leader.lock().expect("leader lock") = Some(addr);
+                    return Ok(reply);
+                }
+                Err(e) => {
+                    self.inner.pool.forget(&addr).await;
+                    *self.inner.leader.lock().expect("leader lock") = None;
+                    last_err = e;
+                    if attempt % self.inner.mons.len() == 0 {
+                        tokio::time::sleep(Duration::from_millis(200)).await;
+                    }
+                }
+            }
+        }
+        Err(Error::timed_out(format!("monitors did not answer: {}", last_err.message)))
+    }
+
+    fn pick(&self, attempt: usize) -> String {
+        if let Some(l) = self.inner.leader.lock().expect("leader lock").clone() {
+            return l;
+        }
+        self.inner.mons[attempt % self.inner.mons.len()].clone()
+    }
+
+    /// The newest map this client has.
+    pub fn map(&self) -> Arc<ClusterMap> {
+        self.inner.map_tx.borrow().clone()
+    }
+
+    pub fn subscribe(&self) -> watch::Receiver<Arc<ClusterMap>> {
+        self.inner.map_tx.subscribe()
+    }
+
+    /// Installs `map` if newer than the current one.
+    pub fn offer_map(&self, map: ClusterMap) {
+        self.inner.map_tx.send_if_modified(|cur| {
+            if map.epoch > cur.epoch {
+                *cur = Arc::new(map);
+                true
+            } else {
+                false
+            }
+        });
+    }
+
+    /// Fetches a map newer than `have` from any mon (waiting up to `wait_ms` there).
+    pub async fn fetch_map(&self, have: u64, wait_ms: u32) -> Result<()> {
+        let mut last_err = Error::timed_out("no monitor answered");
+        for i in 0..self.inner.mons.len() {
+            let addr = self.inner.mons[i].clone();
+            let timeout = MON_REQUEST_TIMEOUT + Duration::from_millis(wait_ms as u64);
+            let msg = Message::GetMap { have_epoch: have, wait_ms };
+            match self.inner.pool.call(&addr, msg, timeout).await {
+                Ok(Message::Map(map)) => {
+                    self.offer_map(*map);
+                    return Ok(());
+                }
+                Ok(Message::Error(e)) => last_err = e,
+                Ok(other) => last_err = Error::eio(format!("unexpected reply {other:?}")),
+                Err(e) => {
+                    self.inner.pool.forget(&addr).await;
+                    last_err = e;
+                }
+            }
+        }
+        Err(last_err)
+    }
+
+    /// Waits for a first initialized map, up to `deadline`.
+    pub async fn wait_for_map(&self, deadline: Duration) -> Result<Arc<ClusterMap>> {
+        let start = tokio::time::Instant::now();
+        loop {
+            let map = self.map();
+            if map.is_initialized() {
+                return Ok(map);
+            }
+            if start.elapsed() > deadline {
+                return Err(Error::timed_out("could not get the cluster map from the monitors"));
+            }
+            if self.fetch_map(0, 0).await.is_err() {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+    }
+
+    /// Follows the map forever (long-polling); run it in a task.
+    pub async fn follow_maps(self) {
+        loop {
+            let have = self.map().epoch;
+            if self.fetch_map(have, MAP_POLL_WAIT_MS).await.is_err() {
+                tokio::time::sleep(Duration::from_millis(300)).await;
+            }
+        }
+    }
+}

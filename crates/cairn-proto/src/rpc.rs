@@ -1,0 +1,294 @@
+//! Request/response connections over TCP. One connection carries many requests at once, matched
+//! by `tid`. The server side hands each request to a [`Handler`] *in arrival order, on the
+//! reading task*, so a handler that must keep order (a replica applying a primary's writes)
+//! can start the work synchronously and finish it asynchronously.
+
+use crate::frame::{self, FrameType, HEADER_BYTES};
+use crate::msg::{decode_envelope, encode_envelope, Envelope, Message};
+use bytes::BytesMut;
+use cairn_types::{errno, Error, Result};
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader, BufWriter};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, oneshot};
+
+/// Requests in flight on one connection before `call` waits.
+pub const MAX_IN_FLIGHT_PER_CONNECTION: usize = 4096;
+/// How long a connection attempt may take.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+
+type Pending = Arc<Mutex<HashMap<u64, oneshot::Sender<Message>>>>;
+
+/// The client side of a connection.
+#[derive(Clone)]
+pub struct Conn {
+    inner: Arc<ConnInner>,
+}
+
+struct ConnInner {
+    addr: String,
+    out: mpsc::Sender<Vec<u8>>,
+    pending: Pending,
+    next_tid: AtomicU64,
+    closed: Arc<AtomicBool>,
+}
+
+impl Conn {
+    pub async fn connect(addr: &str) -> Result<Conn> {
+        let stream = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr))
+            .await
+            .map_err(|_| Error::timed_out(format!("connecting to {addr} timed out")))?
+            .map_err(|e| {
+                let mut err = Error::from(e);
+                err.message = format!("connecting to {addr}: {}", err.message);
+                err
+            })?;
+        stream.set_nodelay(true)?;
+        let (rd, wr) = stream.into_split();
+        let (out_tx, out_rx) = mpsc::channel::<Vec<u8>>(MAX_IN_FLIGHT_PER_CONNECTION);
+        let pending: Pending = Arc::default();
+        let closed = Arc::new(AtomicBool::new(false));
+        tokio::spawn(write_loop(wr, out_rx, closed.clone()));
+        tokio::spawn(client_read_loop(rd, pending.clone(), closed.clone(), addr.to_string()));
+        Ok(Conn {
+            inner: Arc::new(ConnInner {
+                addr: addr.to_string(),
+                out: out_tx,
+                pending,
+                next_tid: AtomicU64::new(1),
+                closed,
+            }),
+        })
+    }
+
+    pub fn addr(&self) -> &str {
+        &self.inner.addr
+    }
+
+    pub fn is_closed(&self) -> bool {
+        self.inner.closed.load(Ordering::Acquire) || self.inner.out.is_closed()
+    }
+
+    /// Sends a request and waits for its response. ENOTCONN if the connection drops first.
+    pub async fn call(&self, msg: Message) -> Result<Message> {
+        let tid = self.inner.next_tid.fetch_add(1, Ordering::Relaxed);
+        let bytes = frame_bytes(FrameType::Request, &Envelope { tid, msg })?;
+        let (tx, rx) = oneshot::channel();
+        self.inner.pending.lock().expect("pending lock").insert(tid, tx);
+        if self.is_closed() || self.inner.out.send(bytes).await.is_err() {
+            self.inner.pending.lock().expect("pending lock").remove(&tid);
+            return Err(self.not_connected());
+        }
+        rx.await.map_err(|_| self.not_connected())
+    }
+
+    /// Queues a request now, without waiting: requests started on one connection reach the
+    /// peer in the order they were started. The receiver yields the response (closed = ENOTCONN).
+    pub fn start_call(&self, msg: Message) -> Result<oneshot::Receiver<Message>> {
+        let tid = self.inner.next_tid.fetch_add(1, Ordering::Relaxed);
+        let bytes = frame_bytes(FrameType::Request, &Envelope { tid, msg })?;
+        let (tx, rx) = oneshot::channel();
+        self.inner.pending.lock().expect("pending lock").insert(tid, tx);
+        if self.is_closed() || self.inner.out.try_send(bytes).is_err() {
+            self.inner.pending.lock().expect("pending lock").remove(&tid);
+            return Err(self.not_connected());
+        }
+        Ok(rx)
+    }
+
+    /// `call` with a deadline: ETIMEDOUT when it passes.
+    pub async fn call_timeout(&self, msg: Message, timeout: Duration) -> Result<Message> {
+        match tokio::time::timeout(timeout, self.call(msg)).await {
+            Ok(r) => r,
+            Err(_) => Err(Error::timed_out(format!("request to {} timed out", self.inner.addr))),
+        }
+    }
+
+    fn not_connected(&self) -> Error {
+        Error::new(errno::ENOTCONN, format!("connection to {} closed", self.inner.addr))
+    }
+}
+
+fn frame_bytes(frame_type: FrameType, env: &Envelope) -> Result<Vec<u8>> {
+    let payload = encode_envelope(env)?;
+    if payload.len() > frame::MAX_FRAME_PAYLOAD_BYTES {
+        return Err(Error::new(errno::E2BIG, "message exceeds the frame size limit"));
+    }
+    let mut out = BytesMut::with_capacity(HEADER_BYTES + payload.len());
+    frame::encode_frame(frame_type, &payload, &mut out);
+    Ok(out.to_vec())
+}
+
+async fn write_loop(wr: OwnedWriteHalf, mut rx: mpsc::Receiver<Vec<u8>>, closed: Arc<AtomicBool>) {
+    let mut wr = BufWriter::with_capacity(256 << 10, wr);
+    while let Some(buf) = rx.recv().await {
+        if wr.write_all(&buf).await.is_err() {
+            break;
+        }
+        // Coalesce whatever else is ready into the same flush.
+        let mut failed = false;
+        while let Ok(more) = rx.try_recv() {
+            if wr.write_all(&more).await.is_err() {
+                failed = true;
+                break;
+            }
+        }
+        if failed || wr.flush().await.is_err() {
+            break;
+        }
+    }
+    closed.store(true, Ordering::Release);
+    let _ = wr.shutdown().await;
+}
+
+/// Reads one frame; `Ok(None)` on a clean end of stream.
+async fn read_frame(rd: &mut BufReader<OwnedReadHalf>) -> Result<Option<(FrameType, Envelope)>> {
+    let mut header = [0u8; HEADER_BYTES];
+    match rd.read_exact(&mut header).await {
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
+        Err(e) => return Err(e.into()),
+    }
+    let h = frame::decode_header(&header)?;
+    let mut payload = vec![0u8; h.payload_len];
+    rd.read_exact(&mut payload).await?;
+    frame::verify_payload(&h, &payload)?;
+    Ok(Some((h.frame_type, decode_envelope(&payload)?)))
+}
+
+async fn client_read_loop(rd: OwnedReadHalf, pending: Pending, closed: Arc<AtomicBool>, addr: String) {
+    let mut rd = BufReader::with_capacity(256 << 10, rd);
+    loop {
+        match read_frame(&mut rd).await {
+            Ok(Some((FrameType::Response, env))) => {
+                let tx = pending.lock().expect("pending lock").remove(&env.tid);
+                if let Some(tx) = tx {
+                    let _ = tx.send(env.msg);
+                }
+            }
+            Ok(Some((FrameType::Request, _))) => {
+                tracing::warn!(%addr, "server sent a request frame; closing");
+                break;
+            }
+            Ok(None) => break,
+            Err(e) => {
+                tracing::debug!(%addr, error = %e, "connection read failed");
+                break;
+            }
+        }
+    }
+    closed.store(true, Ordering::Release);
+    // Dropping the senders wakes every waiting caller with ENOTCONN.
+    pending.lock().expect("pending lock").clear();
+}
+
+/// Where a handler sends its answer to one request.
+pub struct Responder {
+    tid: u64,
+    out: mpsc::Sender<Vec<u8>>,
+}
+
+impl Responder {
+    pub fn reply(self, msg: Message) {
+        match frame_bytes(FrameType::Response, &Envelope { tid: self.tid, msg }) {
+            Ok(bytes) => {
+                // The writer may be gone (peer hung up); then nobody wants the answer.
+                let out = self.out;
+                if out.try_send(bytes.clone()).is_err() {
+                    tokio::spawn(async move {
+                        let _ = out.send(bytes).await;
+                    });
+                }
+            }
+            Err(e) => tracing::error!(error = %e, "cannot encode reply"),
+        }
+    }
+}
+
+/// Serves requests of one daemon.
+pub trait Handler: Send + Sync + 'static {
+    /// Called on the connection's reading task, in arrival order; must not block. Spawn for
+    /// anything that waits.
+    fn handle(self: &Arc<Self>, peer: SocketAddr, msg: Message, responder: Responder);
+}
+
+/// Accepts connections until the listener fails; each runs until the peer hangs up or sends
+/// something malformed (then the connection is closed and nothing else is affected).
+pub async fn serve<H: Handler>(listener: TcpListener, handler: Arc<H>) {
+    loop {
+        let (stream, peer) = match listener.accept().await {
+            Ok(x) => x,
+            Err(e) => {
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let handler = handler.clone();
+        tokio::spawn(async move {
+            let (rd, wr) = stream.into_split();
+            let (out_tx, out_rx) = mpsc::channel::<Vec<u8>>(MAX_IN_FLIGHT_PER_CONNECTION);
+            tokio::spawn(write_loop(wr, out_rx, Arc::new(AtomicBool::new(false))));
+            let mut rd = BufReader::with_capacity(256 << 10, rd);
+            loop {
+                match read_frame(&mut rd).await {
+                    Ok(Some((FrameType::Request, env))) => {
+                        let responder = Responder { tid: env.tid, out: out_tx.clone() };
+                        handler.handle(peer, env.msg, responder);
+                    }
+                    Ok(Some((FrameType::Response, _))) => {
+                        tracing::warn!(%peer, "client sent a response frame; closing");
+                        break;
+                    }
+                    Ok(None) => break,
+                    Err(e) => {
+                        tracing::warn!(%peer, error = %e, "closing connection after bad input");
+                        break;
+                    }
+                }
+            }
+        });
+    }
+}
+
+/// Reuses one connection per address, reconnecting when it has dropped.
+#[derive(Default, Clone)]
+pub struct ConnPool {
+    conns: Arc<tokio::sync::Mutex<HashMap<String, Conn>>>,
+}
+
+impl ConnPool {
+    pub async fn get(&self, addr: &str) -> Result<Conn> {
+        let mut conns = self.conns.lock().await;
+        if let Some(c) = conns.get(addr) {
+            if !c.is_closed() {
+                return Ok(c.clone());
+            }
+        }
+        let c = Conn::connect(addr).await?;
+        conns.insert(addr.to_string(), c.clone());
+        Ok(c)
+    }
+
+    /// Sends on the pooled connection, reconnecting once if it had dropped.
+    pub async fn call(&self, addr: &str, msg: Message, timeout: Duration) -> Result<Message> {
+        let fut = async {
+            let conn = self.get(addr).await?;
+            conn.call(msg).await
+        };
+        match tokio::time::timeout(timeout, fut).await {
+            Ok(r) => r,
+            Err(_) => Err(Error::timed_out(format!("request to {addr} timed out"))),
+        }
+    }
+
+    pub async fn forget(&self, addr: &str) {
+        self.conns.lock().await.remove(addr);
+    }
+}
