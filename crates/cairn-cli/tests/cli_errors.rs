@@ -105,7 +105,8 @@ fn daemons_refuse_foreign_or_locked_data_dirs_and_survive_garbage() {
 
     // Garbage to the mon's and the OSD's ports: connection closed, daemons unaffected.
     let map = c.json(&["osd", "dump"]);
-    let osd_addr = map["osds"][0]["public_addr"].as_str().unwrap().to_string();
+    // Ceph prints messenger addresses: `v2:127.0.0.1:6800/0`.
+    let osd_addr = map["osds"][0]["public_addr"].as_str().unwrap().trim_start_matches("v2:").trim_end_matches("/0").to_string();
     let conf = std::fs::read_to_string(c.conf()).unwrap();
     let mon_addr = conf.lines().find_map(|l| l.strip_prefix("mon host = ")).unwrap().trim().to_string();
     for addr in [osd_addr.as_str(), mon_addr.as_str()] {
