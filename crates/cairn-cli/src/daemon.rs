@@ -221,7 +221,7 @@ pub fn run_osd(global: &Global, args: &[String]) -> Result<ExitCode, Error> {
             .await
             .map_err(|e| Error::new(e.raw_os_error().unwrap_or(libc::EIO), format!("osd.{id}: cannot listen on {bind}: {e}")))?;
         tokio::select! {
-            r = cairn_osd::run(cfg, store, listener) => r,
+            r = cairn_osd::run(cfg, store, listener, cairn_proto::net::tcp()) => r,
             _ = wait_for_signal() => Ok(()),
         }
     })?;

@@ -120,3 +120,37 @@ fn daemons_refuse_foreign_or_locked_data_dirs_and_survive_garbage() {
     c.ok(&["osd", "pool", "create", "p", "4"]);
     c.ok(&["status"]);
 }
+
+#[test]
+fn quota_bench_and_pool_settings() {
+    let c = Cluster::up(3, 1);
+    c.ok(&["osd", "pool", "create", "q", "8"]);
+    c.ok(&["osd", "pool", "set-quota", "q", "max_objects", "5"]);
+    let quota = c.json(&["osd", "pool", "get-quota", "q"]);
+    assert_eq!(quota["quota_max_objects"].as_u64(), Some(5), "{quota}");
+    c.wait_clean(3, std::time::Duration::from_secs(60));
+    for i in 0..5 {
+        c.ok(&["rados", "-p", "q", "create", &format!("o{i}")]);
+    }
+    // The mon marks the pool full from the OSDs' next stats report; then writes get EDQUOT.
+    c.wait_for("EDQUOT on a full pool", std::time::Duration::from_secs(30), || {
+        c.cli(&["rados", "-p", "q", "create", "extra"]).code == libc::EDQUOT
+    });
+    c.ok(&["rados", "-p", "q", "rm", "o0"]);
+
+    c.ok(&["osd", "pool", "set", "q", "size", "2"]);
+    assert_eq!(c.json(&["osd", "pool", "get", "q", "size"])["size"].as_u64(), Some(2));
+    let bad = c.cli(&["osd", "pool", "set", "q", "min_size", "5"]);
+    assert_eq!(bad.code, libc::EINVAL, "{}", bad.stderr);
+    let split = c.cli(&["osd", "pool", "set", "q", "pg_num", "16"]);
+    assert_eq!(split.code, libc::EOPNOTSUPP, "{}", split.stderr);
+
+    c.ok(&["osd", "pool", "create", "b", "8"]);
+    c.wait_clean(3, std::time::Duration::from_secs(60));
+    let out = c.ok(&["rados", "bench", "-p", "b", "2", "write", "-b", "64K", "-t", "4", "--no-cleanup"]);
+    assert!(out.contains("Bandwidth (MB/sec):") && out.contains("Average IOPS:"), "{out}");
+    let seq = c.ok(&["rados", "bench", "-p", "b", "2", "seq", "-t", "4"]);
+    assert!(seq.contains("Total reads made:"), "{seq}");
+    let made: u64 = out.lines().find_map(|l| l.strip_prefix("Total writes made:")).unwrap().trim().parse().unwrap();
+    assert!(made > 0);
+}

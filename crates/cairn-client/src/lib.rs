@@ -8,7 +8,7 @@ pub use ioctx::{IoCtx, ObjectStat};
 
 use bytes::Bytes;
 use cairn_proto::monc::MonClient;
-use cairn_proto::{ConnPool, Message, ObjOp, OpOut, ReqId};
+use cairn_proto::{ConnPool, Message, Network, ObjOp, OpOut, ReqId};
 use cairn_types::conf::Conf;
 use cairn_types::{errno, ClusterMap, Error, ObjectId, Result};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -44,13 +44,18 @@ pub struct MonReply {
 impl Rados {
     /// Connects to the monitors at `mons` and waits for the first map.
     pub async fn connect(mons: Vec<String>, op_timeout: Duration, mount_timeout: Duration) -> Result<Rados> {
-        let monc = MonClient::new(mons)?;
+        Rados::connect_with(cairn_proto::net::tcp(), mons, op_timeout, mount_timeout).await
+    }
+
+    /// [`Rados::connect`] over `net` (the simulation's network in `cairn-sim`).
+    pub async fn connect_with(net: Arc<dyn Network>, mons: Vec<String>, op_timeout: Duration, mount_timeout: Duration) -> Result<Rados> {
+        let monc = MonClient::with_network(mons, net.clone())?;
         monc.wait_for_map(mount_timeout).await?;
         tokio::spawn(monc.clone().follow_maps());
         Ok(Rados {
             inner: Arc::new(Inner {
                 monc,
-                osds: ConnPool::default(),
+                osds: ConnPool::new(net),
                 client_id: rand::random::<u64>() | 1,
                 next_tid: AtomicU64::new(1),
                 op_timeout,

@@ -4,7 +4,7 @@
 use crate::commands::{self, CommandContext, Plan, QuorumInfo};
 use crate::raft::{MonRaft, NodeId, ProposeError, RaftTransport};
 use bytes::Bytes;
-use cairn_proto::{ConnPool, Handler, Message, Responder};
+use cairn_proto::{ConnPool, Handler, Message, Network, Responder};
 use cairn_types::stats::{OsdStat, PgStat};
 use cairn_types::{ClusterMap, Error, MapCommand, MapSettings, MonInfo, OsdId, PgId, Result};
 use std::collections::{BTreeMap, HashMap};
@@ -46,7 +46,8 @@ struct SoftState {
     failures: HashMap<OsdId, HashMap<OsdId, Instant>>,
 }
 
-/// Raft RPCs between mons over Cairn connections.
+/// Raft RPCs between mons over Cairn connections (TCP, or the network given to
+/// [`TcpRaftTransport::with_network`]).
 pub struct TcpRaftTransport {
     pool: ConnPool,
 }
@@ -54,6 +55,10 @@ pub struct TcpRaftTransport {
 impl TcpRaftTransport {
     pub fn new() -> Arc<Self> {
         Arc::new(TcpRaftTransport { pool: ConnPool::default() })
+    }
+
+    pub fn with_network(net: Arc<dyn Network>) -> Arc<Self> {
+        Arc::new(TcpRaftTransport { pool: ConnPool::new(net) })
     }
 }
 
@@ -117,7 +122,11 @@ impl Mon {
                 }
                 self.soft().last_report.insert(id, Instant::now());
                 let cmd = MapCommand::OsdBoot { id, addr, host, capacity_bytes, now_secs: now_secs() };
-                reply_of(self.propose(cmd).await)
+                match self.propose(cmd).await {
+                    // The map that includes this boot: the OSD learns the epoch its life began.
+                    Ok(Ok(_)) => Message::Map(Box::new((*self.map()).clone())),
+                    other => reply_of(other),
+                }
             }
             Message::OsdFailure { target, reporter, target_up_from, immediate } => {
                 self.failure_report(target, reporter, target_up_from, immediate).await
@@ -207,7 +216,7 @@ impl Mon {
         if immediate || reporters >= needed {
             tracing::warn!(osd = target, reporters, immediate, "marking osd down");
             self.soft().failures.remove(&target);
-            let _ = self.propose(MapCommand::OsdDown { ids: vec![target], now_secs: now_secs() }).await;
+            let _ = self.propose(MapCommand::OsdFailed { id: target, up_from, now_secs: now_secs() }).await;
         }
         Message::Ok
     }
@@ -255,6 +264,11 @@ impl Mon {
                 }
                 continue;
             }
+            if map.settings != self.cfg.settings {
+                let cmd = MapCommand::SetSettings { settings: self.cfg.settings.clone(), now_secs: now_secs() };
+                let _ = self.propose(cmd).await;
+                continue;
+            }
             for cmd in self.leader_duties(&map) {
                 let _ = self.propose(cmd).await;
             }
@@ -266,18 +280,11 @@ impl Mon {
         let mut cmds = Vec::new();
         let mut soft = self.soft();
         let instant = Instant::now();
-        let silent: Vec<OsdId> = map
-            .osds
-            .values()
-            .filter(|o| o.up)
-            .filter(|o| {
-                let seen = *soft.last_report.entry(o.id).or_insert(instant);
-                instant.duration_since(seen) > self.cfg.osd_report_timeout
-            })
-            .map(|o| o.id)
-            .collect();
-        if !silent.is_empty() {
-            cmds.push(MapCommand::OsdDown { ids: silent, now_secs: now });
+        for o in map.osds.values().filter(|o| o.up) {
+            let seen = *soft.last_report.entry(o.id).or_insert(instant);
+            if instant.duration_since(seen) > self.cfg.osd_report_timeout {
+                cmds.push(MapCommand::OsdFailed { id: o.id, up_from: o.up_from, now_secs: now });
+            }
         }
         let out: Vec<OsdId> = map
             .osds

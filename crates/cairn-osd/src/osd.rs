@@ -2,14 +2,13 @@
 
 use crate::pg::{Phase, Pg};
 use cairn_proto::monc::MonClient;
-use cairn_proto::{ConnPool, Message};
+use cairn_proto::{ConnPool, Listener, Message, Network};
 use cairn_store::{ObjectStore, Op, Transaction};
 use cairn_types::stats::{OsdStat, PgStat};
 use cairn_types::{ClusterMap, Error, OsdId, PgId, Result};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::net::TcpListener;
 
 #[derive(Debug, Clone)]
 pub struct OsdConfig {
@@ -55,20 +54,21 @@ pub struct Osd {
     pgs: Mutex<HashMap<PgId, Arc<Pg>>>,
 }
 
-/// Runs an OSD on `listener` until the process ends.
-pub async fn run(cfg: OsdConfig, store: Arc<dyn ObjectStore>, listener: TcpListener) -> Result<()> {
+/// Runs an OSD on `listener` until the process ends; it reaches the mons and its peers over
+/// `net` (`cairn_proto::net::tcp()` for the daemon, a simulated network in `cairn-sim`).
+pub async fn run(cfg: OsdConfig, store: Arc<dyn ObjectStore>, listener: impl Listener, net: Arc<dyn Network>) -> Result<()> {
     let addr = if cfg.public_addr.is_empty() {
         listener.local_addr()?.to_string()
     } else {
         cfg.public_addr.clone()
     };
-    let monc = MonClient::new(cfg.mons.clone())?;
+    let monc = MonClient::with_network(cfg.mons.clone(), net.clone())?;
     let osd = Arc::new(Osd {
         id: cfg.id,
         cfg: cfg.clone(),
         store,
         monc: monc.clone(),
-        peers: ConnPool::default(),
+        peers: ConnPool::new(net),
         pgs: Mutex::new(HashMap::new()),
     });
     osd.load_pgs()?;
@@ -80,18 +80,7 @@ pub async fn run(cfg: OsdConfig, store: Arc<dyn ObjectStore>, listener: TcpListe
         host: cfg.host.clone(),
         capacity_bytes: cfg.capacity_bytes,
     };
-    let start = tokio::time::Instant::now();
-    loop {
-        match monc.call_leader(boot.clone(), Duration::from_secs(60)).await? {
-            Message::Ok => break,
-            // The map is not initialized yet (a new cluster's first seconds): try again.
-            Message::Error(e) if e.errno == cairn_types::errno::EAGAIN && start.elapsed() < Duration::from_secs(60) => {
-                tokio::time::sleep(Duration::from_millis(200)).await;
-            }
-            Message::Error(e) => return Err(e),
-            other => return Err(Error::eio(format!("unexpected boot reply {other:?}"))),
-        }
-    }
+    let mut up_from = send_boot(&monc, &boot, cfg.id).await?;
     tracing::info!(osd = cfg.id, %addr, "booted");
     tokio::spawn(monc.clone().follow_maps());
     tokio::spawn(crate::heartbeat::run(osd.clone()));
@@ -101,9 +90,36 @@ pub async fn run(cfg: OsdConfig, store: Arc<dyn ObjectStore>, listener: TcpListe
         let map = maps.borrow_and_update().clone();
         if map.is_initialized() {
             osd.handle_map(&map);
+            // Marked down while alive (a partition, a missed heartbeat): say so, as Ceph's
+            // "wrongly marked me down", by booting again.
+            if map.osds.get(&cfg.id).is_some_and(|o| !o.up && o.up_from == up_from) {
+                tracing::warn!(osd = cfg.id, "marked down while alive; booting again");
+                up_from = send_boot(&monc, &boot, cfg.id).await?;
+                continue;
+            }
         }
         if maps.changed().await.is_err() {
             return Ok(());
+        }
+    }
+}
+
+/// Registers with the mons (retrying while a new cluster's map is not initialized); returns the
+/// epoch this life of the OSD started in.
+async fn send_boot(monc: &MonClient, boot: &Message, id: cairn_types::OsdId) -> Result<u64> {
+    let start = tokio::time::Instant::now();
+    loop {
+        match monc.call_leader(boot.clone(), Duration::from_secs(60)).await? {
+            Message::Map(map) => {
+                let up_from = map.osds.get(&id).map_or(0, |o| o.up_from);
+                monc.offer_map(*map);
+                return Ok(up_from);
+            }
+            Message::Error(e) if e.errno == cairn_types::errno::EAGAIN && start.elapsed() < Duration::from_secs(60) => {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            Message::Error(e) => return Err(e),
+            other => return Err(Error::eio(format!("unexpected boot reply {other:?}"))),
         }
     }
 }

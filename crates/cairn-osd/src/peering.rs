@@ -68,7 +68,7 @@ async fn peer_once(osd: &Arc<Osd>, pg: &Arc<Pg>, generation: u64) -> Result<()> 
     if let Some(h) = &last_active {
         probe.extend(h.acting.iter().copied());
     }
-    let answers = query_all(osd, pg, &probe, map.epoch).await;
+    let answers = query_all(osd, pg, &probe, &interval.acting, last_active.as_ref(), map.epoch).await;
     for m in &interval.acting {
         if !answers.contains_key(m) {
             return Err(Error::eagain(format!("acting member osd.{m} did not answer")));
@@ -124,21 +124,48 @@ fn check_generation(pg: &Pg, generation: u64) -> Result<()> {
     Ok(())
 }
 
-async fn query_all(osd: &Arc<Osd>, pg: &Arc<Pg>, probe: &BTreeSet<OsdId>, epoch: u64) -> BTreeMap<OsdId, Answer> {
-    let mut tasks = Vec::new();
+/// How long peering waits for the other probed members once it has every acting member and one
+/// member of the last active interval: a hung OSD must not hold up peering for the full timeout.
+const STRAGGLER_GRACE: Duration = Duration::from_millis(300);
+
+/// Queries every probed member; returns once all `acting` members and at least one member of
+/// `last_active` answered (plus a short grace for the rest), or at the peer timeout.
+async fn query_all(
+    osd: &Arc<Osd>,
+    pg: &Arc<Pg>,
+    probe: &BTreeSet<OsdId>,
+    acting: &[OsdId],
+    last_active: Option<&PgInterval>,
+    epoch: u64,
+) -> BTreeMap<OsdId, Answer> {
+    let mut tasks = tokio::task::JoinSet::new();
     for m in probe {
         let (osd, pgid, m) = (osd.clone(), pg.id, *m);
-        tasks.push(tokio::spawn(async move {
+        tasks.spawn(async move {
             let msg = Message::PgQuery { pg: pgid, epoch, log_after: Version::default() };
             (m, osd.call_osd(m, msg).await)
-        }));
+        });
     }
     let mut answers = BTreeMap::new();
-    for t in tasks {
-        if let Ok((m, Ok(Message::PgQueryReply { info, log, .. }))) = t.await {
-            answers.insert(m, Answer { info, log });
+    let mut deadline = tokio::time::Instant::now() + osd.cfg.peer_timeout;
+    let mut graced = false;
+    loop {
+        let next = tokio::time::timeout_at(deadline, tasks.join_next()).await;
+        match next {
+            Ok(Some(Ok((m, Ok(Message::PgQueryReply { info, log, .. }))))) => {
+                answers.insert(m, Answer { info, log });
+            }
+            Ok(Some(_)) => {}
+            Ok(None) | Err(_) => break,
+        }
+        let enough = acting.iter().all(|m| answers.contains_key(m))
+            && last_active.is_none_or(|h| h.acting.iter().any(|m| answers.contains_key(m)));
+        if enough && !graced {
+            graced = true;
+            deadline = deadline.min(tokio::time::Instant::now() + STRAGGLER_GRACE);
         }
     }
+    tasks.abort_all();
     answers
 }
 

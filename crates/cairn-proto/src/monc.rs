@@ -2,6 +2,7 @@
 //! turn) and follow the cluster map. Used by OSDs and clients alike.
 
 use crate::msg::Message;
+use crate::net::Network;
 use crate::rpc::ConnPool;
 use cairn_types::{ClusterMap, Error, Result};
 use std::sync::{Arc, Mutex};
@@ -27,7 +28,13 @@ struct Inner {
 }
 
 impl MonClient {
+    /// A client of the mons at `mons` over real TCP.
     pub fn new(mons: Vec<String>) -> Result<MonClient> {
+        MonClient::with_network(mons, crate::net::tcp())
+    }
+
+    /// A client of the mons at `mons` over `net`.
+    pub fn with_network(mons: Vec<String>, net: Arc<dyn Network>) -> Result<MonClient> {
         if mons.is_empty() {
             return Err(Error::einval("no monitor addresses configured (mon host)"));
         }
@@ -35,7 +42,7 @@ impl MonClient {
         Ok(MonClient {
             inner: Arc::new(Inner {
                 mons,
-                pool: ConnPool::default(),
+                pool: ConnPool::new(net),
                 leader: Mutex::new(None),
                 map_tx,
             }),

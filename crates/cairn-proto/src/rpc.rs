@@ -1,10 +1,12 @@
-//! Request/response connections over TCP. One connection carries many requests at once, matched
+//! Request/response connections over a [`Network`] (TCP for the daemons, simulated in
+//! `cairn-sim`). One connection carries many requests at once, matched
 //! by `tid`. The server side hands each request to a [`Handler`] *in arrival order, on the
 //! reading task*, so a handler that must keep order (a replica applying a primary's writes)
 //! can start the work synchronously and finish it asynchronously.
 
 use crate::frame::{self, FrameType, HEADER_BYTES};
 use crate::msg::{decode_envelope, encode_envelope, Envelope, Message};
+use crate::net::{Listener, Network, Stream};
 use bytes::BytesMut;
 use cairn_types::{errno, Error, Result};
 use std::collections::HashMap;
@@ -12,9 +14,7 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader, BufWriter};
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader, BufWriter};
 use tokio::sync::{mpsc, oneshot};
 
 /// Requests in flight on one connection before `call` waits.
@@ -39,8 +39,9 @@ struct ConnInner {
 }
 
 impl Conn {
-    pub async fn connect(addr: &str) -> Result<Conn> {
-        let stream = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr))
+    /// Connects to `addr` over `net` (the network sets `TCP_NODELAY` where it applies).
+    pub async fn connect(net: &dyn Network, addr: &str) -> Result<Conn> {
+        let stream = tokio::time::timeout(CONNECT_TIMEOUT, net.connect(addr))
             .await
             .map_err(|_| Error::timed_out(format!("connecting to {addr} timed out")))?
             .map_err(|e| {
@@ -48,8 +49,7 @@ impl Conn {
                 err.message = format!("connecting to {addr}: {}", err.message);
                 err
             })?;
-        stream.set_nodelay(true)?;
-        let (rd, wr) = stream.into_split();
+        let (rd, wr) = tokio::io::split(stream);
         let (out_tx, out_rx) = mpsc::channel::<Vec<u8>>(MAX_IN_FLIGHT_PER_CONNECTION);
         let pending: Pending = Arc::default();
         let closed = Arc::new(AtomicBool::new(false));
@@ -124,7 +124,7 @@ fn frame_bytes(frame_type: FrameType, env: &Envelope) -> Result<Vec<u8>> {
     Ok(out.to_vec())
 }
 
-async fn write_loop(wr: OwnedWriteHalf, mut rx: mpsc::Receiver<Vec<u8>>, closed: Arc<AtomicBool>) {
+async fn write_loop(wr: impl AsyncWrite + Unpin, mut rx: mpsc::Receiver<Vec<u8>>, closed: Arc<AtomicBool>) {
     let mut wr = BufWriter::with_capacity(256 << 10, wr);
     while let Some(buf) = rx.recv().await {
         if wr.write_all(&buf).await.is_err() {
@@ -147,7 +147,7 @@ async fn write_loop(wr: OwnedWriteHalf, mut rx: mpsc::Receiver<Vec<u8>>, closed:
 }
 
 /// Reads one frame; `Ok(None)` on a clean end of stream.
-async fn read_frame(rd: &mut BufReader<OwnedReadHalf>) -> Result<Option<(FrameType, Envelope)>> {
+async fn read_frame(rd: &mut BufReader<impl AsyncRead + Unpin>) -> Result<Option<(FrameType, Envelope)>> {
     let mut header = [0u8; HEADER_BYTES];
     match rd.read_exact(&mut header).await {
         Ok(_) => {}
@@ -161,7 +161,7 @@ async fn read_frame(rd: &mut BufReader<OwnedReadHalf>) -> Result<Option<(FrameTy
     Ok(Some((h.frame_type, decode_envelope(&payload)?)))
 }
 
-async fn client_read_loop(rd: OwnedReadHalf, pending: Pending, closed: Arc<AtomicBool>, addr: String) {
+async fn client_read_loop(rd: impl AsyncRead + Unpin, pending: Pending, closed: Arc<AtomicBool>, addr: String) {
     let mut rd = BufReader::with_capacity(256 << 10, rd);
     loop {
         match read_frame(&mut rd).await {
@@ -219,7 +219,7 @@ pub trait Handler: Send + Sync + 'static {
 
 /// Accepts connections until the listener fails; each runs until the peer hangs up or sends
 /// something malformed (then the connection is closed and nothing else is affected).
-pub async fn serve<H: Handler>(listener: TcpListener, handler: Arc<H>) {
+pub async fn serve<H: Handler>(listener: impl Listener, handler: Arc<H>) {
     loop {
         let (stream, peer) = match listener.accept().await {
             Ok(x) => x,
@@ -229,10 +229,9 @@ pub async fn serve<H: Handler>(listener: TcpListener, handler: Arc<H>) {
                 continue;
             }
         };
-        let _ = stream.set_nodelay(true);
         let handler = handler.clone();
         tokio::spawn(async move {
-            let (rd, wr) = stream.into_split();
+            let (rd, wr) = tokio::io::split::<Box<dyn Stream>>(stream);
             let (out_tx, out_rx) = mpsc::channel::<Vec<u8>>(MAX_IN_FLIGHT_PER_CONNECTION);
             tokio::spawn(write_loop(wr, out_rx, Arc::new(AtomicBool::new(false))));
             let mut rd = BufReader::with_capacity(256 << 10, rd);
@@ -258,12 +257,29 @@ pub async fn serve<H: Handler>(listener: TcpListener, handler: Arc<H>) {
 }
 
 /// Reuses one connection per address, reconnecting when it has dropped.
-#[derive(Default, Clone)]
+#[derive(Clone)]
 pub struct ConnPool {
+    net: Arc<dyn Network>,
     conns: Arc<tokio::sync::Mutex<HashMap<String, Conn>>>,
 }
 
+/// A pool over real TCP.
+impl Default for ConnPool {
+    fn default() -> Self {
+        ConnPool::new(crate::net::tcp())
+    }
+}
+
 impl ConnPool {
+    /// A pool whose connections go over `net`.
+    pub fn new(net: Arc<dyn Network>) -> Self {
+        ConnPool { net, conns: Arc::default() }
+    }
+
+    pub fn network(&self) -> &Arc<dyn Network> {
+        &self.net
+    }
+
     pub async fn get(&self, addr: &str) -> Result<Conn> {
         let mut conns = self.conns.lock().await;
         if let Some(c) = conns.get(addr) {
@@ -271,7 +287,7 @@ impl ConnPool {
                 return Ok(c.clone());
             }
         }
-        let c = Conn::connect(addr).await?;
+        let c = Conn::connect(&*self.net, addr).await?;
         conns.insert(addr.to_string(), c.clone());
         Ok(c)
     }

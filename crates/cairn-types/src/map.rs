@@ -134,6 +134,9 @@ pub enum MapCommand {
     Init { fsid: String, mons: Vec<MonInfo>, settings: MapSettings, now_secs: u64 },
     OsdBoot { id: OsdId, addr: String, host: String, capacity_bytes: u64, now_secs: u64 },
     OsdDown { ids: Vec<OsdId>, now_secs: u64 },
+    /// Failure detection: marks `id` down only if it is still the life that started at
+    /// `up_from` (a report about an earlier life must not down a freshly booted OSD).
+    OsdFailed { id: OsdId, up_from: Epoch, now_secs: u64 },
     OsdOut { ids: Vec<OsdId>, by_operator: bool, now_secs: u64 },
     OsdIn { ids: Vec<OsdId>, now_secs: u64 },
     OsdReweight { id: OsdId, reweight: u32, now_secs: u64 },
@@ -142,6 +145,8 @@ pub enum MapCommand {
     PoolSet { name: String, key: String, value: String, now_secs: u64 },
     PoolApplicationEnable { name: String, app: String, now_secs: u64 },
     PoolSetQuota { name: String, field: String, value: u64, now_secs: u64 },
+    /// The leader's configuration (pool defaults, down-out interval) changed.
+    SetSettings { settings: MapSettings, now_secs: u64 },
     /// The mon leader's verdict on a pool's quota usage.
     PoolSetFull { pool: PoolId, full: bool, now_secs: u64 },
     /// A primary reports that `pg` went active with `interval` (docs/replication.md, step A).
@@ -258,6 +263,16 @@ impl ClusterMap {
                 }
                 (format!("marked down osd.{}", join_ids(ids)), *now_secs)
             }
+            OsdFailed { id, up_from, now_secs } => {
+                let epoch = self.epoch + 1;
+                let osd = self.osd_mut(*id)?;
+                if osd.up && osd.up_from == *up_from {
+                    osd.up = false;
+                    osd.down_at = epoch;
+                    osd.down_since_secs = Some(*now_secs);
+                }
+                (format!("osd.{id} failed"), *now_secs)
+            }
             OsdOut { ids, by_operator, now_secs } => {
                 for id in ids {
                     let osd = self.osd_mut(*id)?;
@@ -313,6 +328,10 @@ impl ClusterMap {
                     }
                 }
                 (format!("set-quota {field} = {value} for pool {name}"), *now_secs)
+            }
+            SetSettings { settings, now_secs } => {
+                self.settings = settings.clone();
+                ("settings updated".into(), *now_secs)
             }
             PoolSetFull { pool, full, now_secs } => {
                 if let Some(p) = self.pools.get_mut(pool) {

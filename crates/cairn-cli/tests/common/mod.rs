@@ -30,6 +30,17 @@ impl Cluster {
         c
     }
 
+    /// Starts a cluster, then restarts it with `extra` appended to `[global]` (test timings).
+    pub fn up_with(osds: u32, mons: u32, extra: &str) -> Cluster {
+        let c = Cluster::up(osds, mons);
+        c.ok(&["down", "--dir", c.path_str()]);
+        let conf = std::fs::read_to_string(c.conf()).expect("conf");
+        let conf = conf.replacen("[global]\n", &format!("[global]\n{extra}\n"), 1);
+        std::fs::write(c.conf(), conf).expect("write conf");
+        c.restart();
+        c
+    }
+
     pub fn path(&self) -> &Path {
         self.dir.path()
     }
