@@ -29,7 +29,11 @@ pub async fn run(osd: Arc<Osd>) {
             let osd2 = osd.clone();
             pings.push(tokio::spawn(async move {
                 let msg = Message::Ping { from: osd2.id, epoch: osd2.map().epoch };
-                let r = osd2.peers.call(&addr, msg, osd2.cfg.heartbeat_interval).await;
+                let sent = Instant::now();
+                let r = osd2.hb_peers.call(&addr, msg, osd2.cfg.heartbeat_interval).await;
+                if let Ok(Message::Pong { epoch }) = &r {
+                    osd2.leases.record_held(id, *epoch, sent);
+                }
                 (id, up_from, r)
             }));
         }
@@ -42,7 +46,10 @@ pub async fn run(osd: Arc<Osd>) {
                     last_ok.insert(id, now);
                     (false, false)
                 }
-                Err(e) if e.errno == errno::ECONNREFUSED => (true, true),
+                Err(e) if e.errno == errno::ECONNREFUSED => {
+                    osd.leases.revoke(id);
+                    (true, true)
+                }
                 Err(_) => (now.duration_since(since) > osd.cfg.heartbeat_grace, false),
             };
             if failed {

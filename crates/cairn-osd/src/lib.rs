@@ -5,6 +5,7 @@
 
 mod admin;
 mod heartbeat;
+pub mod lease;
 pub mod ops;
 mod osd;
 mod peering;

@@ -26,6 +26,8 @@ pub struct OsdConfig {
     pub op_wait: Duration,
     /// Timeout of OSD-to-OSD requests during peering and recovery.
     pub peer_timeout: Duration,
+    /// How long a heartbeat reply lets the primary serve reads (see `lease`).
+    pub read_lease: Duration,
 }
 
 impl OsdConfig {
@@ -41,6 +43,7 @@ impl OsdConfig {
             heartbeat_grace: Duration::from_secs(20),
             op_wait: Duration::from_secs(5),
             peer_timeout: Duration::from_secs(10),
+            read_lease: Duration::from_secs(4),
         }
     }
 }
@@ -51,6 +54,9 @@ pub struct Osd {
     pub store: Arc<dyn ObjectStore>,
     pub monc: MonClient,
     pub peers: ConnPool,
+    /// Heartbeats get their own connections, so data traffic never delays them.
+    pub hb_peers: ConnPool,
+    pub leases: crate::lease::Leases,
     pgs: Mutex<HashMap<PgId, Arc<Pg>>>,
 }
 
@@ -68,7 +74,9 @@ pub async fn run(cfg: OsdConfig, store: Arc<dyn ObjectStore>, listener: impl Lis
         cfg: cfg.clone(),
         store,
         monc: monc.clone(),
-        peers: ConnPool::new(net),
+        peers: ConnPool::new(net.clone()),
+        hb_peers: ConnPool::new(net),
+        leases: crate::lease::Leases::new(cfg.read_lease),
         pgs: Mutex::new(HashMap::new()),
     });
     osd.load_pgs()?;
@@ -128,7 +136,7 @@ impl Osd {
     fn load_pgs(&self) -> Result<()> {
         let mut pgs = self.pgs.lock().expect("pgs lock");
         for id in self.store.list_pgs()? {
-            pgs.insert(id, Arc::new(Pg::load(&*self.store, id)?));
+            pgs.insert(id, Arc::new(Pg::load(&*self.store, id, true)?));
         }
         tracing::info!(count = pgs.len(), "loaded pgs");
         Ok(())
@@ -148,7 +156,7 @@ impl Osd {
         if let Some(pg) = pgs.get(&id) {
             return Ok(pg.clone());
         }
-        let pg = Arc::new(Pg::load(&*self.store, id)?);
+        let pg = Arc::new(Pg::load(&*self.store, id, false)?);
         pgs.insert(id, pg.clone());
         Ok(pg)
     }
@@ -202,6 +210,7 @@ impl Osd {
             if st.interval.as_ref() == Some(interval) {
                 continue;
             }
+            st.prev_primary = st.interval.as_ref().and_then(|i| i.primary());
             st.interval = Some(interval.clone());
             st.generation += 1;
             let is_primary = interval.primary() == Some(self.id);

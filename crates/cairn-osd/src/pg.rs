@@ -36,6 +36,9 @@ pub enum Phase {
 
 pub struct PgState {
     pub interval: Option<PgInterval>,
+    /// Primary of the interval before `interval`, as this OSD saw it (whose read lease a new
+    /// primary's peering must outwait).
+    pub prev_primary: Option<cairn_types::OsdId>,
     pub phase: Phase,
     pub info: PgInfo,
     pub log: VecDeque<LogEntry>,
@@ -49,6 +52,8 @@ pub struct PgState {
 
 pub struct Pg {
     pub id: PgId,
+    /// Found in the store when the OSD started (rather than created since).
+    pub loaded_from_disk: bool,
     pub state: Mutex<PgState>,
     /// Wakes requests waiting for the PG to become active (value: generation).
     pub activated: watch::Sender<u64>,
@@ -58,7 +63,7 @@ pub struct Pg {
 
 impl Pg {
     /// Loads the PG's info and log from the store (empty for a new PG).
-    pub fn load(store: &dyn ObjectStore, id: PgId) -> Result<Pg> {
+    pub fn load(store: &dyn ObjectStore, id: PgId, loaded_from_disk: bool) -> Result<Pg> {
         let info = match store.pg_meta(id, INFO_KEY)? {
             Some(bytes) => decode_info(&bytes)?,
             None => PgInfo::default(),
@@ -71,8 +76,10 @@ impl Pg {
         let (activated, _) = watch::channel(0);
         Ok(Pg {
             id,
+            loaded_from_disk,
             state: Mutex::new(PgState {
                 interval: None,
+                prev_primary: None,
                 phase: Phase::Stray,
                 info,
                 log,

@@ -33,6 +33,7 @@ impl Osd {
             if op_list.iter().any(ObjOp::is_write) {
                 self.write(&pg, &oid, reqid, &op_list).await
             } else {
+                self.wait_read_lease(&pg).await?;
                 let planned = ops::plan(&*self.store, pgid, &oid, &op_list)?;
                 Ok((planned.outs, pg.lock().info.last_update))
             }
@@ -62,6 +63,42 @@ impl Osd {
             Ok(Ok(())) => Ok(pg),
             Ok(Err(e)) => Err(e),
             Err(_) => Err(Error::eagain(format!("pg {pgid} is not active yet"))),
+        }
+    }
+
+    /// Waits until every other acting member's read lease covers this OSD (lease.rs), so a read
+    /// can never miss a write of a newer interval this OSD has not heard of.
+    async fn wait_read_lease(self: &Arc<Self>, pg: &Arc<Pg>) -> Result<()> {
+        let deadline = tokio::time::Instant::now() + self.cfg.op_wait;
+        loop {
+            let (acting, epoch) = {
+                let st = pg.lock();
+                if st.phase != Phase::Active {
+                    return Err(Error::eagain(format!("pg {} is no longer active", pg.id)));
+                }
+                (st.interval.as_ref().map(|i| i.acting[1..].to_vec()).unwrap_or_default(), self.map().epoch)
+            };
+            let mut newer = None;
+            let covered = acting.iter().all(|m| match self.leases.check_held(*m, epoch) {
+                Ok(()) => true,
+                Err(crate::lease::NoLease::NewerEpoch(e)) => {
+                    newer = Some(e);
+                    false
+                }
+                Err(crate::lease::NoLease::Lapsed) => false,
+            });
+            if covered {
+                return Ok(());
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(Error::eagain(format!("pg {}: no read lease from every replica", pg.id)));
+            }
+            match newer {
+                Some(e) => {
+                    self.wait_for_epoch(e, Duration::from_millis(500)).await;
+                }
+                None => tokio::time::sleep(Duration::from_millis(20)).await,
+            }
         }
     }
 

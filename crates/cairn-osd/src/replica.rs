@@ -64,6 +64,14 @@ impl Osd {
         let map = self.wait_for_epoch(epoch, Duration::from_secs(5)).await;
         self.handle_map(&map);
         self.store_barrier().await?;
+        // Do not help a newer interval go active while the previous primary may still serve
+        // reads under a lease this OSD granted (lease.rs).
+        if let Some((prev, since, loaded)) = self.pg(pgid).and_then(|pg| {
+            let st = pg.lock();
+            Some((st.prev_primary.filter(|p| *p != self.id), st.since()?, pg.loaded_from_disk))
+        }) {
+            self.leases.wait_expired(prev, since, loaded).await;
+        }
         let Some(pg) = self.pg(pgid) else {
             return Ok(Message::PgQueryReply { info: PgInfo::default(), log: vec![], objects: None });
         };

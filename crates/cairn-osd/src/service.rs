@@ -13,7 +13,14 @@ impl Handler for Osd {
             Message::RepOp { pg, since, prev, entry, mtime_ns, mutations } => {
                 self.rep_op(pg, since, prev, entry, mtime_ns, mutations, responder)
             }
-            Message::Ping { .. } => responder.reply(Message::Pong { epoch: self.map().epoch }),
+            Message::Ping { from, .. } => {
+                let map = self.map();
+                // No lease for an OSD this one knows is down: its PGs have moved on.
+                if map.osds.get(&from).is_some_and(|o| o.up) {
+                    self.leases.grant(from, map.epoch);
+                }
+                responder.reply(Message::Pong { epoch: map.epoch })
+            }
             Message::OsdOp { pg, oid, epoch, reqid, ops } => {
                 let osd = self.clone();
                 tokio::spawn(async move {
