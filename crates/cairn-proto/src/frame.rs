@@ -39,6 +39,18 @@ pub fn encode_frame(frame_type: FrameType, payload: &[u8], out: &mut BytesMut) {
     out.put_slice(payload);
 }
 
+/// Writes the header into the first [`HEADER_BYTES`] of `frame`, whose payload follows them.
+pub fn fill_header(frame_type: FrameType, frame: &mut [u8]) {
+    let (header, payload) = frame.split_at_mut(HEADER_BYTES);
+    let mut h = &mut header[..];
+    h.put_u32(MAGIC);
+    h.put_u32(payload.len() as u32);
+    h.put_u16(frame_type as u16);
+    h.put_u8(FRAME_VERSION);
+    h.put_u8(0);
+    h.put_u32(crc32c::crc32c(payload));
+}
+
 /// Parses a frame header from exactly [`HEADER_BYTES`] bytes.
 pub fn decode_header(mut buf: &[u8]) -> Result<FrameHeader> {
     if buf.len() < HEADER_BYTES {
@@ -94,6 +106,16 @@ mod tests {
         assert_eq!(h.payload_len, 5);
         verify_payload(&h, &out[HEADER_BYTES..]).unwrap();
         assert!(verify_payload(&h, b"hellO").is_err());
+    }
+
+    #[test]
+    fn in_place_header_matches_encode_frame() {
+        let mut a = BytesMut::new();
+        encode_frame(FrameType::Request, b"payload", &mut a);
+        let mut b = vec![0u8; HEADER_BYTES];
+        b.extend_from_slice(b"payload");
+        fill_header(FrameType::Request, &mut b);
+        assert_eq!(&a[..], &b[..]);
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //! committer thread. `docs/store.md` has the full picture; the essentials:
 //!
 //! **Layout.** Tables keyed so that one PG, and one object, is a contiguous key range
-//! ([`keys`]): object metadata, object data in chunks of `chunk_bytes` (4 KiB by default) each
+//! ([`keys`]): object metadata, object data in chunks of `chunk_bytes` (60 KiB by default, see docs/store.md) each
 //! with its crc32c, xattrs, omap entries, omap headers, PG log, PG meta, OSD meta, and a small
 //! `store` table (format version, chunk size, used bytes). An absent chunk, or the part of a
 //! chunk past its stored length, reads as zeros: holes cost nothing and zeroing a whole chunk
@@ -54,7 +54,8 @@ pub const STORE_FILE_NAME: &str = "store.redb";
 const FORMAT_VERSION: u32 = 1;
 /// Chunk size of new stores: one 4 KiB block, the unit of the random I/O the store is built
 /// for (a 4 KiB overwrite replaces one chunk without reading it; a 4 KiB read verifies 4 KiB).
-pub const DEFAULT_CHUNK_BYTES: u32 = 4 << 10;
+/// Just under 64 KiB so a chunk and its header fit one 64 KiB redb page (docs/store.md).
+pub const DEFAULT_CHUNK_BYTES: u32 = 60 << 10;
 /// Smallest and largest accepted chunk sizes (tiny chunks are for tests).
 pub const MIN_CHUNK_BYTES: u32 = 8;
 pub const MAX_CHUNK_BYTES: u32 = 1 << 20;
