@@ -56,7 +56,8 @@ pub fn split_global(argv: Vec<String>) -> Result<(Global, Vec<String>), Error> {
     let mut words = Vec::new();
     let mut it = argv.into_iter();
     while let Some(a) = it.next() {
-        let mut value = |flag: &str| it.next().ok_or_else(|| Error::einval(format!("option {flag} needs a value")));
+        let mut value =
+            |flag: &str| it.next().ok_or_else(|| Error::einval(format!("option {flag} needs a value")));
         match a.as_str() {
             "-c" | "--conf" => g.conf_path = Some(value(&a)?.into()),
             "--id" | "--user" => {

@@ -32,7 +32,11 @@ fn mean_stddev(v: &[f64]) -> (f64, f64) {
         return (0.0, 0.0);
     }
     let mean = v.iter().sum::<f64>() / v.len() as f64;
-    let var = if v.len() > 1 { v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (v.len() - 1) as f64 } else { 0.0 };
+    let var = if v.len() > 1 {
+        v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (v.len() - 1) as f64
+    } else {
+        0.0
+    };
     (mean, var.sqrt())
 }
 
@@ -58,7 +62,7 @@ pub async fn run(
                 duration.as_secs()
             );
             let prefix2 = prefix.clone();
-            let (written, stats, elapsed) = drive(io, threads, duration, None, move |io, n| {
+            let (written, stats, elapsed) = drive(io, threads, duration, None, block, move |io, n| {
                 let prefix = &prefix2;
                 let data = Bytes::from(vec![(n % 251) as u8; block]);
                 let name = object_name(prefix, n);
@@ -91,13 +95,16 @@ pub async fn run(
             }
             let sequential = mode == "seq";
             let limit = if sequential { Some(count) } else { None };
-            let (read, stats, elapsed) = drive(io, threads, duration, limit, move |io, n| {
+            let (read, stats, elapsed) = drive(io, threads, duration, limit, size, move |io, n| {
                 let n = if sequential { n } else { rand::random::<u64>() % count };
                 let name = object_name(&prefix, n);
                 async move {
                     let data = io.read(&name, 0, 0).await?;
                     if data.len() != size {
-                        return Err(Error::eio(format!("{name}: read {} bytes, expected {size}", data.len())));
+                        return Err(Error::eio(format!(
+                            "{name}: read {} bytes, expected {size}",
+                            data.len()
+                        )));
                     }
                     Ok(())
                 }
@@ -105,7 +112,9 @@ pub async fn run(
             .await?;
             report("Total reads made", read, size, &stats, elapsed, false);
         }
-        other => return Err(Error::einval(format!("rados bench: unknown mode '{other}' (write, seq, rand)"))),
+        other => {
+            return Err(Error::einval(format!("rados bench: unknown mode '{other}' (write, seq, rand)")))
+        }
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -117,6 +126,7 @@ async fn drive<F, Fut>(
     threads: usize,
     duration: Duration,
     limit: Option<u64>,
+    op_bytes: usize,
     op: F,
 ) -> Result<(u64, Stats, f64), Error>
 where
@@ -147,18 +157,23 @@ where
         }));
     }
     let progress = {
-        let (done, stats) = (done.clone(), stats.clone());
+        let (done, next, stats) = (done.clone(), next.clone(), stats.clone());
+        let mib = op_bytes as f64 / (1 << 20) as f64;
         tokio::spawn(async move {
             println!("  sec Cur ops   started  finished  avg MB/s  cur MB/s last lat(s)  avg lat(s)");
             let mut last = 0;
-            for sec in 1.. {
+            for sec in 1u64.. {
                 tokio::time::sleep(Duration::from_secs(1)).await;
                 let d = done.load(Ordering::Relaxed);
+                let started = next.load(Ordering::Relaxed).min(limit.unwrap_or(u64::MAX));
                 let (avg_lat, last_lat) = {
                     let s = stats.lock().expect("stats lock");
                     (mean_stddev(&s.latencies_s).0, s.latencies_s.last().copied().unwrap_or(0.0))
                 };
-                println!("{sec:5} {:7} {:9} {d:9} {:9} {:9} {last_lat:11.6} {avg_lat:11.6}", 0, d, "-", d - last);
+                let avg_mb = d as f64 * mib / sec as f64;
+                let cur_mb = (d - last) as f64 * mib;
+                let cur_ops = started.saturating_sub(d);
+                println!("{sec:5} {cur_ops:7} {started:9} {d:9} {avg_mb:9.3} {cur_mb:9.3} {last_lat:11.6} {avg_lat:11.6}");
                 last = d;
             }
         })

@@ -17,9 +17,8 @@ use std::time::Duration;
 
 /// The monitors named by the configuration, in rank order: (name, address).
 pub fn mon_members(conf: &Conf, entity: &str) -> Result<Vec<(String, String)>, Error> {
-    let hosts = conf
-        .get(entity, "mon host")
-        .ok_or_else(|| Error::einval("the configuration has no 'mon host'"))?;
+    let hosts =
+        conf.get(entity, "mon host").ok_or_else(|| Error::einval("the configuration has no 'mon host'"))?;
     let addrs = parse_mon_hosts(&hosts)?;
     let names: Vec<String> = match conf.get(entity, "mon initial members") {
         Some(v) => v.split([',', ' ']).filter(|s| !s.is_empty()).map(str::to_string).collect(),
@@ -77,7 +76,11 @@ fn init_process(conf: &Conf, entity: &str) -> Result<Option<PathBuf>, Error> {
                 std::fs::create_dir_all(dir)?;
             }
             let file = std::fs::OpenOptions::new().create(true).append(true).open(&path)?;
-            tracing_subscriber::fmt().with_env_filter(filter).with_ansi(false).with_writer(std::sync::Mutex::new(file)).init();
+            tracing_subscriber::fmt()
+                .with_env_filter(filter)
+                .with_ansi(false)
+                .with_writer(std::sync::Mutex::new(file))
+                .init();
         }
         _ => tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init(),
     }
@@ -106,7 +109,8 @@ fn fsid(conf: &Conf, entity: &str) -> Result<String, Error> {
 
 async fn wait_for_signal() {
     use tokio::signal::unix::{signal, SignalKind};
-    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt()))
+    else {
         std::future::pending::<()>().await;
         return;
     };
@@ -120,10 +124,9 @@ pub fn run_mon(global: &Global, args: &[String]) -> Result<ExitCode, Error> {
     let (_, conf) = global.conf()?;
     let fsid = fsid(&conf, &entity)?;
     let members = mon_members(&conf, &entity)?;
-    let rank = members
-        .iter()
-        .position(|(name, _)| *name == id)
-        .ok_or_else(|| Error::enoent(format!("mon.{id} is not among the configured monitors ('mon initial members')")))?;
+    let rank = members.iter().position(|(name, _)| *name == id).ok_or_else(|| {
+        Error::enoent(format!("mon.{id} is not among the configured monitors ('mon initial members')"))
+    })?;
     let dir = data_dir(&mut words, &conf, &entity, "mon data")?;
     let datadir = DataDir::open(&dir, &fsid, &entity)?;
     let pid_file = init_process(&conf, &entity)?;
@@ -148,9 +151,12 @@ pub fn run_mon(global: &Global, args: &[String]) -> Result<ExitCode, Error> {
     let rt = crate::output::runtime()?;
     rt.block_on(async move {
         let addr = &members[rank].1;
-        let listener = tokio::net::TcpListener::bind(addr)
-            .await
-            .map_err(|e| Error::new(e.raw_os_error().unwrap_or(libc::EIO), format!("mon.{id}: cannot listen on {addr}: {e}")))?;
+        let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| {
+            Error::new(
+                e.raw_os_error().unwrap_or(libc::EIO),
+                format!("mon.{id}: cannot listen on {addr}: {e}"),
+            )
+        })?;
         let peers: BTreeMap<u64, String> = mons.iter().map(|m| (m.node_id, m.addr.clone())).collect();
         let raft = MonRaft::open(cfg.node_id, &datadir.path, peers, TcpRaftTransport::new(), timing).await?;
         let mon = Mon::new(cfg, raft.clone());
@@ -212,14 +218,19 @@ pub fn run_osd(global: &Global, args: &[String]) -> Result<ExitCode, Error> {
         n => n,
     };
     cfg.heartbeat_grace = Duration::from_secs(get_u64(&conf, &entity, "osd heartbeat grace", 20)?);
-    cfg.heartbeat_interval = Duration::from_millis(get_u64(&conf, &entity, "osd heartbeat interval ms", 1000)?);
-    let bind = conf.get(&entity, "public addr").unwrap_or_else(|| format!("{}:0", local_ip_towards(&mons[0])));
+    cfg.heartbeat_interval =
+        Duration::from_millis(get_u64(&conf, &entity, "osd heartbeat interval ms", 1000)?);
+    let bind =
+        conf.get(&entity, "public addr").unwrap_or_else(|| format!("{}:0", local_ip_towards(&mons[0])));
     let rt = crate::output::runtime()?;
     rt.block_on(async move {
         let store = Arc::new(RedbStore::open(&datadir.path)?);
-        let listener = tokio::net::TcpListener::bind(&bind)
-            .await
-            .map_err(|e| Error::new(e.raw_os_error().unwrap_or(libc::EIO), format!("osd.{id}: cannot listen on {bind}: {e}")))?;
+        let listener = tokio::net::TcpListener::bind(&bind).await.map_err(|e| {
+            Error::new(
+                e.raw_os_error().unwrap_or(libc::EIO),
+                format!("osd.{id}: cannot listen on {bind}: {e}"),
+            )
+        })?;
         tokio::select! {
             r = cairn_osd::run(cfg, store, listener, cairn_proto::net::tcp()) => r,
             _ = wait_for_signal() => Ok(()),
@@ -230,5 +241,7 @@ pub fn run_osd(global: &Global, args: &[String]) -> Result<ExitCode, Error> {
 }
 
 fn hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname").map(|s| s.trim().to_string()).unwrap_or_else(|_| "localhost".into())
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_else(|_| "localhost".into())
 }

@@ -33,19 +33,11 @@ struct ArgDesc {
 }
 
 const fn req(name: &'static str, ty: Ty) -> ArgDesc {
-    ArgDesc {
-        name,
-        ty,
-        req: true,
-    }
+    ArgDesc { name, ty, req: true }
 }
 
 const fn opt(name: &'static str, ty: Ty) -> ArgDesc {
-    ArgDesc {
-        name,
-        ty,
-        req: false,
-    }
+    ArgDesc { name, ty, req: false }
 }
 
 /// One command: its literal words, its arguments, its help line.
@@ -86,61 +78,21 @@ const FORMATS: &[&str] = &["json", "json-pretty", "xml", "xml-pretty", "plain", 
 const MAX_CLOSEST: usize = 10;
 
 static COMMANDS: &[Sig] = &[
-    Sig {
-        words: &["status"],
-        args: &[],
-        help: "show cluster status",
-    },
-    Sig {
-        words: &["health"],
-        args: &[opt("detail", DETAIL)],
-        help: "show cluster health",
-    },
-    Sig {
-        words: &["df"],
-        args: &[opt("detail", DETAIL)],
-        help: "show cluster free space stats",
-    },
+    Sig { words: &["status"], args: &[], help: "show cluster status" },
+    Sig { words: &["health"], args: &[opt("detail", DETAIL)], help: "show cluster health" },
+    Sig { words: &["df"], args: &[opt("detail", DETAIL)], help: "show cluster free space stats" },
     Sig {
         words: &["mon", "dump"],
         args: &[opt("epoch", Ty::Int)],
         help: "dump formatted monmap (optionally from epoch)",
     },
-    Sig {
-        words: &["quorum_status"],
-        args: &[],
-        help: "report status of monitor quorum",
-    },
-    Sig {
-        words: &["mon_status"],
-        args: &[],
-        help: "report status of monitors",
-    },
-    Sig {
-        words: &["osd", "tree"],
-        args: &[opt("epoch", Ty::Int)],
-        help: "print OSD tree",
-    },
-    Sig {
-        words: &["osd", "dump"],
-        args: &[opt("epoch", Ty::Int)],
-        help: "print summary of OSD map",
-    },
-    Sig {
-        words: &["osd", "stat"],
-        args: &[],
-        help: "print summary of OSD map",
-    },
-    Sig {
-        words: &["osd", "lspools"],
-        args: &[],
-        help: "list pools",
-    },
-    Sig {
-        words: &["osd", "pool", "ls"],
-        args: &[opt("detail", DETAIL)],
-        help: "list pools",
-    },
+    Sig { words: &["quorum_status"], args: &[], help: "report status of monitor quorum" },
+    Sig { words: &["mon_status"], args: &[], help: "report status of monitors" },
+    Sig { words: &["osd", "tree"], args: &[opt("epoch", Ty::Int)], help: "print OSD tree" },
+    Sig { words: &["osd", "dump"], args: &[opt("epoch", Ty::Int)], help: "print summary of OSD map" },
+    Sig { words: &["osd", "stat"], args: &[], help: "print summary of OSD map" },
+    Sig { words: &["osd", "lspools"], args: &[], help: "list pools" },
+    Sig { words: &["osd", "pool", "ls"], args: &[opt("detail", DETAIL)], help: "list pools" },
     Sig {
         words: &["osd", "pool", "create"],
         args: &[
@@ -155,16 +107,8 @@ static COMMANDS: &[Sig] = &[
         ],
         help: "create pool",
     },
-    Sig {
-        words: &["osd", "pool", "delete"],
-        args: POOL_DELETE_ARGS,
-        help: "delete pool",
-    },
-    Sig {
-        words: &["osd", "pool", "rm"],
-        args: POOL_DELETE_ARGS,
-        help: "remove pool",
-    },
+    Sig { words: &["osd", "pool", "delete"], args: POOL_DELETE_ARGS, help: "delete pool" },
+    Sig { words: &["osd", "pool", "rm"], args: POOL_DELETE_ARGS, help: "remove pool" },
     Sig {
         words: &["osd", "pool", "set"],
         args: &[
@@ -177,28 +121,17 @@ static COMMANDS: &[Sig] = &[
     },
     Sig {
         words: &["osd", "pool", "get"],
-        args: &[
-            req("pool", Ty::Pool),
-            req("var", Ty::Choices(POOL_GET_VARS)),
-        ],
+        args: &[req("pool", Ty::Pool), req("var", Ty::Choices(POOL_GET_VARS))],
         help: "get pool parameter <var>",
     },
     Sig {
         words: &["osd", "pool", "application", "enable"],
-        args: &[
-            req("pool", Ty::Pool),
-            req("app", Ty::Str),
-            opt("yes_i_really_mean_it", Ty::Bool),
-        ],
+        args: &[req("pool", Ty::Pool), req("app", Ty::Str), opt("yes_i_really_mean_it", Ty::Bool)],
         help: "enable use of an application <app> [cephfs,rbd,rgw] on pool <poolname>",
     },
     Sig {
         words: &["osd", "pool", "application", "get"],
-        args: &[
-            opt("pool", Ty::Pool),
-            opt("app", Ty::Str),
-            opt("key", Ty::Str),
-        ],
+        args: &[opt("pool", Ty::Pool), opt("app", Ty::Str), opt("key", Ty::Str)],
         help: "get value of key <key> of application <app> on pool <poolname>",
     },
     Sig {
@@ -228,27 +161,15 @@ static COMMANDS: &[Sig] = &[
     Sig {
         words: &["osd", "in"],
         args: &[req("ids", Ty::StrList)],
-        help: "set osd(s) <id> [<id>...] in, can use <any|all> to automatically set all previously out osds in",
+        help:
+            "set osd(s) <id> [<id>...] in, can use <any|all> to automatically set all previously out osds in",
     },
-    Sig {
-        words: &["pg", "stat"],
-        args: &[],
-        help: "show placement group status.",
-    },
+    Sig { words: &["pg", "stat"], args: &[], help: "show placement group status." },
     Sig {
         words: &["pg", "dump"],
         args: &[opt(
             "dumpcontents",
-            Ty::Choices(&[
-                "all",
-                "summary",
-                "sum",
-                "delta",
-                "pools",
-                "osds",
-                "pgs",
-                "pgs_brief",
-            ]),
+            Ty::Choices(&["all", "summary", "sum", "delta", "pools", "osds", "pgs", "pgs_brief"]),
         )],
         help: "show human-readable versions of pg map (only 'all' valid with plain)",
     },
@@ -286,10 +207,7 @@ impl ArgDesc {
 impl Sig {
     fn concise(&self) -> String {
         let words = self.words.iter().map(|w| w.to_string());
-        words
-            .chain(self.args.iter().map(ArgDesc::helpstr))
-            .collect::<Vec<_>>()
-            .join(" ")
+        words.chain(self.args.iter().map(ArgDesc::helpstr)).collect::<Vec<_>>().join(" ")
     }
 
     fn prefix(&self) -> String {
@@ -298,19 +216,11 @@ impl Sig {
 
     /// How many of its literal words `words` starts with.
     fn literal_matches(&self, words: &[&str]) -> usize {
-        self.words
-            .iter()
-            .zip(words)
-            .take_while(|(a, b)| *a == *b)
-            .count()
+        self.words.iter().zip(words).take_while(|(a, b)| *a == *b).count()
     }
 
     fn invalid(&self, why: impl std::fmt::Display) -> Error {
-        Error::einval(format!(
-            "Invalid command: {why}\n{} :  {}",
-            self.concise(),
-            self.help
-        ))
+        Error::einval(format!("Invalid command: {why}\n{} :  {}", self.concise(), self.help))
     }
 }
 
@@ -318,10 +228,7 @@ impl Sig {
 pub fn help_text() -> String {
     let sigs: Vec<String> = COMMANDS.iter().map(Sig::concise).collect();
     let width = sigs.iter().map(String::len).max().unwrap_or(0);
-    let lines = sigs
-        .iter()
-        .zip(COMMANDS)
-        .map(|(s, c)| format!("{s:<width$}  {}\n", c.help));
+    let lines = sigs.iter().zip(COMMANDS).map(|(s, c)| format!("{s:<width$}  {}\n", c.help));
     lines.collect()
 }
 
@@ -351,12 +258,10 @@ fn take_format(words: &[String]) -> Result<(Vec<&str>, Option<&str>), Error> {
     let mut it = words.iter().map(String::as_str);
     while let Some(w) = it.next() {
         let value = match w {
-            "-f" | "--format" => it
-                .next()
-                .ok_or_else(|| Error::einval("argument -f/--format: expected one argument"))?,
-            _ => match w
-                .strip_prefix("--format=")
-                .or_else(|| w.strip_prefix("-f").filter(|v| !v.is_empty()))
+            "-f" | "--format" => {
+                it.next().ok_or_else(|| Error::einval("argument -f/--format: expected one argument"))?
+            }
+            _ => match w.strip_prefix("--format=").or_else(|| w.strip_prefix("-f").filter(|v| !v.is_empty()))
             {
                 Some(v) => v,
                 None => {
@@ -377,18 +282,12 @@ fn take_format(words: &[String]) -> Result<(Vec<&str>, Option<&str>), Error> {
 
 /// The command whose literal words start `words` (the longest such), and the words after them.
 fn find_signature<'w>(words: &'w [&'w str]) -> Result<(&'static Sig, &'w [&'w str]), Error> {
-    let full = COMMANDS
-        .iter()
-        .filter(|s| s.literal_matches(words) == s.words.len())
-        .max_by_key(|s| s.words.len());
+    let full =
+        COMMANDS.iter().filter(|s| s.literal_matches(words) == s.words.len()).max_by_key(|s| s.words.len());
     if let Some(sig) = full {
         return Ok((sig, &words[sig.words.len()..]));
     }
-    let best = COMMANDS
-        .iter()
-        .map(|s| s.literal_matches(words))
-        .max()
-        .unwrap_or(0);
+    let best = COMMANDS.iter().map(|s| s.literal_matches(words)).max().unwrap_or(0);
     let closest: Vec<String> = COMMANDS
         .iter()
         .filter(|s| s.literal_matches(words) == best)
@@ -423,14 +322,9 @@ fn parse_int(word: &str) -> Result<i64, String> {
         Some(d) => (true, d),
         None => (false, word.strip_prefix('+').unwrap_or(word)),
     };
-    let magnitude = match digits
-        .strip_prefix("0x")
-        .or_else(|| digits.strip_prefix("0X"))
-    {
+    let magnitude = match digits.strip_prefix("0x").or_else(|| digits.strip_prefix("0X")) {
         Some(hex) => i64::from_str_radix(hex, 16).map_err(|_| bad())?,
-        None if digits.bytes().all(|b| b.is_ascii_digit()) => {
-            digits.parse::<i64>().map_err(|_| bad())?
-        }
+        None if digits.bytes().all(|b| b.is_ascii_digit()) => digits.parse::<i64>().map_err(|_| bad())?,
         None => return Err(bad()),
     };
     let v = if neg { -magnitude } else { magnitude };
@@ -442,9 +336,7 @@ fn parse_int(word: &str) -> Result<i64, String> {
 
 fn store(desc: &ArgDesc, word: &str, out: &mut Map<String, Value>) -> Result<(), String> {
     if desc.ty == Ty::StrList {
-        let list = out
-            .entry(desc.name)
-            .or_insert_with(|| Value::Array(Vec::new()));
+        let list = out.entry(desc.name).or_insert_with(|| Value::Array(Vec::new()));
         if let Value::Array(items) = list {
             items.push(Value::from(word));
         }
@@ -455,11 +347,7 @@ fn store(desc: &ArgDesc, word: &str, out: &mut Map<String, Value>) -> Result<(),
 }
 
 /// Splits `--name[=value]` keyword arguments from positional words.
-fn take_kwargs<'w>(
-    sig: &Sig,
-    rest: &[&'w str],
-    out: &mut Map<String, Value>,
-) -> Result<Vec<&'w str>, Error> {
+fn take_kwargs<'w>(sig: &Sig, rest: &[&'w str], out: &mut Map<String, Value>) -> Result<Vec<&'w str>, Error> {
     let mut positional = Vec::new();
     let mut it = rest.iter().copied();
     while let Some(w) = it.next() {
@@ -479,9 +367,7 @@ fn take_kwargs<'w>(
         let value = match (inline, desc.ty) {
             (Some(v), _) => v,
             (None, Ty::Bool) => "true",
-            (None, _) => it
-                .next()
-                .ok_or_else(|| sig.invalid(format!("missing value for {w}")))?,
+            (None, _) => it.next().ok_or_else(|| sig.invalid(format!("missing value for {w}")))?,
         };
         store(desc, value, out).map_err(|e| sig.invalid(e))?;
     }
@@ -549,10 +435,7 @@ mod tests {
     fn status_forms() {
         assert_eq!(ok(&["-s"]), json!({"prefix": "status"}));
         assert_eq!(ok(&["status"]), json!({"prefix": "status"}));
-        assert_eq!(
-            ok(&["-s", "-f", "json"]),
-            json!({"prefix": "status", "format": "json"})
-        );
+        assert_eq!(ok(&["-s", "-f", "json"]), json!({"prefix": "status", "format": "json"}));
     }
 
     #[test]
@@ -562,10 +445,7 @@ mod tests {
         assert_eq!(ok(&["df", "--format", "json"]), want);
         assert_eq!(ok(&["df", "--format=json"]), want);
         assert_eq!(ok(&["df", "-fjson"]), want);
-        assert_eq!(
-            ok(&["mon", "dump", "--format=json-pretty"])["format"],
-            "json-pretty"
-        );
+        assert_eq!(ok(&["mon", "dump", "--format=json-pretty"])["format"], "json-pretty");
         assert!(einval(&["df", "-f", "toml"]).contains("invalid choice: 'toml'"));
         assert!(einval(&["df", "-f"]).contains("expected one argument"));
     }
@@ -580,63 +460,31 @@ mod tests {
             ok(&["osd", "pool", "create", "volumes", "64", "64"]),
             json!({"prefix": "osd pool create", "pool": "volumes", "pg_num": 64, "pgp_num": 64})
         );
-        let v = ok(&[
-            "osd",
-            "pool",
-            "create",
-            "v",
-            "64",
-            "64",
-            "replicated",
-            "replicated_rule",
-        ]);
+        let v = ok(&["osd", "pool", "create", "v", "64", "64", "replicated", "replicated_rule"]);
         assert_eq!(v["pool_type"], "replicated");
         assert_eq!(v["erasure_code_profile"], "replicated_rule");
         assert_eq!(ok(&["osd", "pool", "create", "v", "--size=2"])["size"], 2);
-        assert_eq!(
-            ok(&["osd", "pool", "create", "v", "--pg-num", "8"])["pg_num"],
-            8
-        );
+        assert_eq!(ok(&["osd", "pool", "create", "v", "--pg-num", "8"])["pg_num"], 8);
         assert_eq!(ok(&["osd", "pool", "create", "v", "0x10"])["pg_num"], 16);
     }
 
     #[test]
     fn pool_create_rejects_bad_numbers() {
         let msg = einval(&["osd", "pool", "create", "volumes", "abc"]);
-        assert!(
-            msg.starts_with("Invalid command: abc doesn't represent an int"),
-            "{msg}"
-        );
+        assert!(msg.starts_with("Invalid command: abc doesn't represent an int"), "{msg}");
         assert!(msg.contains("[<pg_num:int>]"), "{msg}");
         assert!(einval(&["osd", "pool", "create", "v", "-1"]).contains("-1 not in range [0]"));
         let msg = einval(&["osd", "pool", "create"]);
-        assert!(
-            msg.contains("missing required parameter pool(<poolname>)"),
-            "{msg}"
-        );
+        assert!(msg.contains("missing required parameter pool(<poolname>)"), "{msg}");
     }
 
     #[test]
     fn pool_rm_and_delete() {
         let want = json!({"prefix": "osd pool rm", "pool": "x", "pool2": "x",
                           "yes_i_really_really_mean_it": true});
-        assert_eq!(
-            ok(&[
-                "osd",
-                "pool",
-                "rm",
-                "x",
-                "x",
-                "--yes-i-really-really-mean-it"
-            ]),
-            want
-        );
-        assert_eq!(
-            ok(&["osd", "pool", "delete", "x"]),
-            json!({"prefix": "osd pool delete", "pool": "x"})
-        );
-        assert!(einval(&["osd", "pool", "rm", "x", "x", "--bogus"])
-            .contains("Unexpected argument '--bogus'"));
+        assert_eq!(ok(&["osd", "pool", "rm", "x", "x", "--yes-i-really-really-mean-it"]), want);
+        assert_eq!(ok(&["osd", "pool", "delete", "x"]), json!({"prefix": "osd pool delete", "pool": "x"}));
+        assert!(einval(&["osd", "pool", "rm", "x", "x", "--bogus"]).contains("Unexpected argument '--bogus'"));
     }
 
     #[test]
@@ -645,8 +493,7 @@ mod tests {
             ok(&["osd", "pool", "set", "x", "size", "2"]),
             json!({"prefix": "osd pool set", "pool": "x", "var": "size", "val": "2"})
         );
-        assert!(einval(&["osd", "pool", "set", "x", "colour", "2"])
-            .contains("colour not in size|min_size"));
+        assert!(einval(&["osd", "pool", "set", "x", "colour", "2"]).contains("colour not in size|min_size"));
         assert_eq!(
             ok(&["osd", "pool", "get", "x", "size"]),
             json!({"prefix": "osd pool get", "pool": "x", "var": "size"})
@@ -663,32 +510,17 @@ mod tests {
 
     #[test]
     fn osd_marks() {
-        assert_eq!(
-            ok(&["osd", "down", "1"]),
-            json!({"prefix": "osd down", "ids": ["1"]})
-        );
-        assert_eq!(
-            ok(&["osd", "out", "osd.1", "2"]),
-            json!({"prefix": "osd out", "ids": ["osd.1", "2"]})
-        );
-        assert_eq!(
-            ok(&["osd", "in", "all"]),
-            json!({"prefix": "osd in", "ids": ["all"]})
-        );
+        assert_eq!(ok(&["osd", "down", "1"]), json!({"prefix": "osd down", "ids": ["1"]}));
+        assert_eq!(ok(&["osd", "out", "osd.1", "2"]), json!({"prefix": "osd out", "ids": ["osd.1", "2"]}));
+        assert_eq!(ok(&["osd", "in", "all"]), json!({"prefix": "osd in", "ids": ["all"]}));
         assert!(einval(&["osd", "down"]).contains("missing required parameter ids"));
     }
 
     #[test]
     fn reads() {
-        assert_eq!(
-            ok(&["health", "detail"]),
-            json!({"prefix": "health", "detail": "detail"})
-        );
+        assert_eq!(ok(&["health", "detail"]), json!({"prefix": "health", "detail": "detail"}));
         assert_eq!(ok(&["health"]), json!({"prefix": "health"}));
-        assert_eq!(
-            ok(&["df", "detail"]),
-            json!({"prefix": "df", "detail": "detail"})
-        );
+        assert_eq!(ok(&["df", "detail"]), json!({"prefix": "df", "detail": "detail"}));
         assert_eq!(
             ok(&["osd", "pool", "ls", "detail"]),
             json!({"prefix": "osd pool ls", "detail": "detail"})
@@ -711,15 +543,7 @@ mod tests {
             ok(&["osd", "pool", "application", "enable", "images", "rbd"]),
             json!({"prefix": "osd pool application enable", "pool": "images", "app": "rbd"})
         );
-        let v = ok(&[
-            "osd",
-            "pool",
-            "application",
-            "enable",
-            "i",
-            "x",
-            "--yes-i-really-mean-it",
-        ]);
+        let v = ok(&["osd", "pool", "application", "enable", "i", "x", "--yes-i-really-mean-it"]);
         assert_eq!(v["yes_i_really_mean_it"], true);
         assert_eq!(
             ok(&["osd", "pool", "application", "get", "images"]),
@@ -730,14 +554,8 @@ mod tests {
     #[test]
     fn unknown_words_list_closest_matches() {
         let msg = einval(&["osd", "pool", "frobnicate"]);
-        assert!(
-            msg.starts_with("no valid command found; 10 closest matches:\n"),
-            "{msg}"
-        );
-        assert!(
-            msg.contains("osd pool create <pool> [<pg_num:int>]"),
-            "{msg}"
-        );
+        assert!(msg.starts_with("no valid command found; 10 closest matches:\n"), "{msg}");
+        assert!(msg.contains("osd pool create <pool> [<pg_num:int>]"), "{msg}");
         let msg = einval(&["frobnicate"]);
         assert!(msg.starts_with("no valid command found;"), "{msg}");
     }

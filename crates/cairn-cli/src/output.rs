@@ -50,11 +50,7 @@ pub fn exit_code(errno: i32) -> ExitCode {
 
 /// A runtime for one command.
 pub fn runtime() -> Result<tokio::runtime::Runtime, Error> {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .map_err(Error::from)
+    tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().map_err(Error::from)
 }
 
 /// Connects to the cluster named by the configuration.

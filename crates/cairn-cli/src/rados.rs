@@ -31,8 +31,12 @@ pub fn main(global: &Global, args: &[String]) -> Result<ExitCode, Error> {
             }
             return Ok(ExitCode::SUCCESS);
         }
-        let pool = pool.ok_or_else(|| Error::einval(format!("rados {cmd}: pool name was not specified (use -p POOL)")))?;
-        let io = rados.ioctx(&pool).map_err(|e| Error::new(e.errno, format!("error opening pool {pool}: {}", e.errno_text())))?;
+        let pool = pool.ok_or_else(|| {
+            Error::einval(format!("rados {cmd}: pool name was not specified (use -p POOL)"))
+        })?;
+        let io = rados
+            .ioctx(&pool)
+            .map_err(|e| Error::new(e.errno, format!("error opening pool {pool}: {}", e.errno_text())))?;
         object_command(&io, &cmd, &words[1..]).await
     })
 }
@@ -120,13 +124,21 @@ async fn object_command(io: &IoCtx, cmd: &str, w: &[String]) -> Result<ExitCode,
                 Some(v) => Bytes::from(v.clone().into_bytes()),
                 None => read_input("-")?,
             };
-            io.omap_set(obj, vec![(key.to_string(), value)]).await.map_err(ctx("setting omap value on", obj))?;
+            io.omap_set(obj, vec![(key.to_string(), value)])
+                .await
+                .map_err(ctx("setting omap value on", obj))?;
         }
         "getomapval" => {
             let (obj, key) = (arg(w, 0, "object name")?, arg(w, 1, "key")?);
-            let vals = io.omap_get_vals_by_keys(obj, vec![key.to_string()]).await.map_err(ctx("getting omap value of", obj))?;
+            let vals = io
+                .omap_get_vals_by_keys(obj, vec![key.to_string()])
+                .await
+                .map_err(ctx("getting omap value of", obj))?;
             let Some((_, v)) = vals.into_iter().next() else {
-                return Err(Error::enoent(format!("error getting omap value {}/{obj}/{key}: (2) No such key", io.pool_name)));
+                return Err(Error::enoent(format!(
+                    "error getting omap value {}/{obj}/{key}: (2) No such key",
+                    io.pool_name
+                )));
             };
             match w.get(2) {
                 Some(file) => write_output(file, &v)?,
@@ -180,12 +192,17 @@ fn read_input(file: &str) -> Result<Bytes, Error> {
         std::io::stdin().lock().take(limit).read_to_end(&mut buf)?;
     } else {
         std::fs::File::open(file)
-            .map_err(|e| Error::new(e.raw_os_error().unwrap_or(libc::EIO), format!("error reading {file}: {e}")))?
+            .map_err(|e| {
+                Error::new(e.raw_os_error().unwrap_or(libc::EIO), format!("error reading {file}: {e}"))
+            })?
             .take(limit)
             .read_to_end(&mut buf)?;
     }
     if buf.len() as u64 > MAX_PUT_BYTES {
-        return Err(Error::new(libc::EFBIG, format!("{file} is larger than the maximum object size of {MAX_PUT_BYTES} bytes")));
+        return Err(Error::new(
+            libc::EFBIG,
+            format!("{file} is larger than the maximum object size of {MAX_PUT_BYTES} bytes"),
+        ));
     }
     Ok(Bytes::from(buf))
 }
@@ -202,7 +219,8 @@ fn write_output(file: &str, data: &[u8]) -> Result<(), Error> {
 fn print_hexdump(v: &[u8]) {
     for (i, chunk) in v.chunks(16).enumerate() {
         let hex: Vec<String> = chunk.iter().map(|b| format!("{b:02x}")).collect();
-        let text: String = chunk.iter().map(|b| if b.is_ascii_graphic() || *b == b' ' { *b as char } else { '.' }).collect();
+        let text: String =
+            chunk.iter().map(|b| if b.is_ascii_graphic() || *b == b' ' { *b as char } else { '.' }).collect();
         println!("{:08x}  {:<47}  |{}|", i * 16, hex.join(" "), text);
     }
     println!("{:08x}", v.len());
@@ -239,9 +257,16 @@ pub fn admin_command(global: &Global, args: &[String]) -> Result<ExitCode, Error
         let map = rados.map();
         let addr = if let Some(id) = name.strip_prefix("osd.") {
             let id: u32 = id.parse().map_err(|_| Error::einval(format!("invalid daemon name '{name}'")))?;
-            map.osds.get(&id).map(|o| o.addr.clone()).ok_or_else(|| Error::enoent(format!("{name} does not exist")))?
+            map.osds
+                .get(&id)
+                .map(|o| o.addr.clone())
+                .ok_or_else(|| Error::enoent(format!("{name} does not exist")))?
         } else if let Some(id) = name.strip_prefix("mon.") {
-            map.mons.iter().find(|m| m.name == id).map(|m| m.addr.clone()).ok_or_else(|| Error::enoent(format!("{name} does not exist")))?
+            map.mons
+                .iter()
+                .find(|m| m.name == id)
+                .map(|m| m.addr.clone())
+                .ok_or_else(|| Error::enoent(format!("{name} does not exist")))?
         } else {
             return Err(Error::einval(format!("invalid daemon name '{name}' (osd.N or mon.X)")));
         };
@@ -253,18 +278,23 @@ pub fn admin_command(global: &Global, args: &[String]) -> Result<ExitCode, Error
 
 /// `rados bench SECONDS write|seq|rand [-b SIZE] [-t N] [--no-cleanup] [--run-name NAME]`.
 async fn bench(rados: &Rados, pool: &str, mut words: Vec<String>) -> Result<ExitCode, Error> {
-    let block = take_opt(&mut words, &["-b", "--block-size"])?.map(|s| parse_size(&s)).transpose()?.unwrap_or(4 << 20);
+    let block = take_opt(&mut words, &["-b", "--block-size"])?
+        .map(|s| parse_size(&s))
+        .transpose()?
+        .unwrap_or(4 << 20);
     let threads: usize = take_opt(&mut words, &["-t", "--concurrent-ios"])?
         .map(|s| s.parse().map_err(|_| Error::einval(format!("-t: invalid number '{s}'"))))
         .transpose()?
         .unwrap_or(16);
     let no_cleanup = take_flag(&mut words, &["--no-cleanup"]);
     let run_name = take_opt(&mut words, &["--run-name"])?.unwrap_or_else(|| "benchmark_last_metadata".into());
-    let secs: u64 = arg(&words, 0, "seconds")?.parse().map_err(|_| Error::einval("rados bench: invalid seconds"))?;
+    let secs: u64 =
+        arg(&words, 0, "seconds")?.parse().map_err(|_| Error::einval("rados bench: invalid seconds"))?;
     let mode = arg(&words, 1, "write|seq|rand")?.to_string();
     if block == 0 || block > 64 << 20 || threads == 0 || threads > 1024 {
         return Err(Error::einval("rados bench: -b must be 1 byte to 64 MiB and -t 1 to 1024"));
     }
     let io = rados.ioctx(pool)?;
-    crate::bench::run(&io, &mode, Duration::from_secs(secs), block as usize, threads, no_cleanup, &run_name).await
+    crate::bench::run(&io, &mode, Duration::from_secs(secs), block as usize, threads, no_cleanup, &run_name)
+        .await
 }

@@ -67,7 +67,8 @@ pub fn up(_global: &Global, args: &[String]) -> Result<ExitCode, Error> {
     println!("Running in the foreground; Ctrl-C stops the cluster (`cairn up --daemon` returns instead).");
     rt.block_on(async {
         use tokio::signal::unix::{signal, SignalKind};
-        let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+        let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt()))
+        else {
             return;
         };
         tokio::select! { _ = term.recv() => {}, _ = int.recv() => {} }
@@ -80,7 +81,11 @@ pub fn down(_global: &Global, args: &[String]) -> Result<ExitCode, Error> {
     let mut words = args.to_vec();
     let layout = Layout::new(&mut words)?;
     if !layout.conf_path.exists() {
-        return Err(Error::enoent(format!("no cluster in {} ({} not found)", layout.dir.display(), layout.conf_path.display())));
+        return Err(Error::enoent(format!(
+            "no cluster in {} ({} not found)",
+            layout.dir.display(),
+            layout.conf_path.display()
+        )));
     }
     stop_all(&layout);
     Ok(ExitCode::SUCCESS)
@@ -99,7 +104,11 @@ fn ensure_conf(layout: &Layout, osds: u32, mons: u32) -> Result<Conf, Error> {
     };
     let have = osd_ids(&conf).len() as u32;
     for id in have..osds {
-        conf.set(&format!("osd.{id}"), "osd data", &layout.dir.join(format!("osd.{id}")).display().to_string())?;
+        conf.set(
+            &format!("osd.{id}"),
+            "osd data",
+            &layout.dir.join(format!("osd.{id}")).display().to_string(),
+        )?;
     }
     if osds > have {
         std::fs::write(&layout.conf_path, conf.to_string())?;
@@ -168,7 +177,8 @@ fn is_cairn(pid: i32) -> bool {
         .ok()
         .and_then(|s| s.rsplit_once(')').map(|(_, rest)| rest.trim_start().starts_with('Z')))
         .unwrap_or(true);
-    !zombie && std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| c.windows(5).any(|w| w == b"cairn"))
+    !zombie
+        && std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| c.windows(5).any(|w| w == b"cairn"))
 }
 
 fn read_pid(path: &Path) -> Option<i32> {
@@ -183,7 +193,8 @@ fn start_daemon(layout: &Layout, kind: &str, id: &str) -> Result<(), Error> {
     }
     let log_dir = layout.dir.join("log");
     std::fs::create_dir_all(&log_dir)?;
-    let out = std::fs::OpenOptions::new().create(true).append(true).open(log_dir.join(format!("{name}.out")))?;
+    let out =
+        std::fs::OpenOptions::new().create(true).append(true).open(log_dir.join(format!("{name}.out")))?;
     let exe = std::env::current_exe()?;
     let mut cmd = Command::new(exe);
     cmd.args([kind, "--id", id, "-c"]).arg(&layout.conf_path);
@@ -206,7 +217,8 @@ async fn wait_healthy(conf: &Conf, osds: usize) -> Result<(), Error> {
     let rados = Rados::connect_conf(conf, "client.admin").await?;
     let mut last = String::from("no answer yet");
     while start.elapsed() < HEALTHY_TIMEOUT {
-        if let Ok(reply) = rados.mon_command(&serde_json::json!({"prefix": "status", "format": "json"})).await {
+        if let Ok(reply) = rados.mon_command(&serde_json::json!({"prefix": "status", "format": "json"})).await
+        {
             if let Ok(v) = serde_json::from_slice::<serde_json::Value>(&reply.data) {
                 let up = v["osdmap"]["num_up_osds"].as_u64().unwrap_or(0) as usize;
                 let states = v["pgmap"]["pgs_by_state"].as_array().cloned().unwrap_or_default();
@@ -225,7 +237,10 @@ async fn wait_healthy(conf: &Conf, osds: usize) -> Result<(), Error> {
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
-    Err(Error::timed_out(format!("the cluster did not become healthy within {}s: {last}", HEALTHY_TIMEOUT.as_secs())))
+    Err(Error::timed_out(format!(
+        "the cluster did not become healthy within {}s: {last}",
+        HEALTHY_TIMEOUT.as_secs()
+    )))
 }
 
 fn print_next_steps(layout: &Layout, mons: usize, osds: usize) {

@@ -73,7 +73,14 @@ fn pools_objects_and_errors() {
     let long = "x".repeat(cairn_types::MAX_OBJECT_NAME_BYTES + 1);
     let too_long = c.cli(&["rados", "-p", "volumes", "put", &long, input.to_str().unwrap()]);
     assert_eq!(too_long.code, libc::ENAMETOOLONG, "{}", too_long.stderr);
-    let trunc = c.cli(&["rados", "-p", "volumes", "truncate", "obj1", &format!("{}", cairn_types::MAX_OBJECT_SIZE_BYTES + 1)]);
+    let trunc = c.cli(&[
+        "rados",
+        "-p",
+        "volumes",
+        "truncate",
+        "obj1",
+        &format!("{}", cairn_types::MAX_OBJECT_SIZE_BYTES + 1),
+    ]);
     assert_eq!(trunc.code, libc::EFBIG, "{}", trunc.stderr);
 
     // df JSON has Ceph's shape.
@@ -106,7 +113,12 @@ fn daemons_refuse_foreign_or_locked_data_dirs_and_survive_garbage() {
     // Garbage to the mon's and the OSD's ports: connection closed, daemons unaffected.
     let map = c.json(&["osd", "dump"]);
     // Ceph prints messenger addresses: `v2:127.0.0.1:6800/0`.
-    let osd_addr = map["osds"][0]["public_addr"].as_str().unwrap().trim_start_matches("v2:").trim_end_matches("/0").to_string();
+    let osd_addr = map["osds"][0]["public_addr"]
+        .as_str()
+        .unwrap()
+        .trim_start_matches("v2:")
+        .trim_end_matches("/0")
+        .to_string();
     let conf = std::fs::read_to_string(c.conf()).unwrap();
     let mon_addr = conf.lines().find_map(|l| l.strip_prefix("mon host = ")).unwrap().trim().to_string();
     for addr in [osd_addr.as_str(), mon_addr.as_str()] {
@@ -151,6 +163,7 @@ fn quota_bench_and_pool_settings() {
     assert!(out.contains("Bandwidth (MB/sec):") && out.contains("Average IOPS:"), "{out}");
     let seq = c.ok(&["rados", "bench", "-p", "b", "2", "seq", "-t", "4"]);
     assert!(seq.contains("Total reads made:"), "{seq}");
-    let made: u64 = out.lines().find_map(|l| l.strip_prefix("Total writes made:")).unwrap().trim().parse().unwrap();
+    let made: u64 =
+        out.lines().find_map(|l| l.strip_prefix("Total writes made:")).unwrap().trim().parse().unwrap();
     assert!(made > 0);
 }

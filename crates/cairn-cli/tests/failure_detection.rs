@@ -8,7 +8,8 @@ use std::time::{Duration, Instant};
 
 fn osd_state(c: &Cluster, id: u64) -> (bool, bool) {
     let dump = c.json(&["osd", "dump"]);
-    let osd = dump["osds"].as_array().unwrap().iter().find(|o| o["osd"].as_u64() == Some(id)).unwrap().clone();
+    let osd =
+        dump["osds"].as_array().unwrap().iter().find(|o| o["osd"].as_u64() == Some(id)).unwrap().clone();
     (osd["up"].as_u64() == Some(1) || osd["up"] == true, osd["in"].as_u64() == Some(1) || osd["in"] == true)
 }
 

@@ -35,7 +35,11 @@ fn assert_replicas_identical(c: &Cluster, map: &cairn_types::ClusterMap) {
         let key = pg.to_string();
         let first = &digests[&interval.acting[0]][&key];
         for m in &interval.acting[1..] {
-            assert_eq!(&digests[m][&key], first, "pg {pg}: osd.{m} differs from primary osd.{}", interval.acting[0]);
+            assert_eq!(
+                &digests[m][&key], first,
+                "pg {pg}: osd.{m} differs from primary osd.{}",
+                interval.acting[0]
+            );
         }
         compared += 1;
     }
@@ -58,7 +62,9 @@ fn thousand_objects_of_random_sizes_read_back_identical() {
         let rados = c.client().await;
         let io = rados.ioctx("data").unwrap();
         let mut rng = rand::rngs::StdRng::seed_from_u64(7);
-        let sizes: Vec<usize> = (0..1000).map(|i| if i % 10 == 0 { rng.gen_range(0..=4 << 20) } else { rng.gen_range(0..=256 << 10) }).collect();
+        let sizes: Vec<usize> = (0..1000)
+            .map(|i| if i % 10 == 0 { rng.gen_range(0..=4 << 20) } else { rng.gen_range(0..=256 << 10) })
+            .collect();
         let mut tasks = Vec::new();
         for chunk in (0..1000usize).collect::<Vec<_>>().chunks(63) {
             let io = io.clone();
@@ -73,9 +79,9 @@ fn thousand_objects_of_random_sizes_read_back_identical() {
         for t in tasks {
             t.await.unwrap();
         }
-        for i in 0..1000usize {
+        for (i, size) in sizes.iter().enumerate() {
             let got = io.read(&format!("obj-{i}"), 0, 0).await.unwrap();
-            assert!(got == payload(i as u64, sizes[i]), "obj-{i} differs");
+            assert!(got == payload(i as u64, *size), "obj-{i} differs");
         }
         assert_eq!(io.list_objects().await.unwrap().len(), 1000);
         let map = wait_map_settled(&rados, &c, 3).await;
@@ -85,7 +91,12 @@ fn thousand_objects_of_random_sizes_read_back_identical() {
 
 /// Writes objects `w-N` in a loop, recording each acknowledged one and the longest gap between
 /// acknowledgements.
-async fn writer(io: IoCtx, stop: Arc<AtomicBool>, acked: Arc<Mutex<Vec<u64>>>, max_gap: Arc<Mutex<Duration>>) {
+async fn writer(
+    io: IoCtx,
+    stop: Arc<AtomicBool>,
+    acked: Arc<Mutex<Vec<u64>>>,
+    max_gap: Arc<Mutex<Duration>>,
+) {
     let mut last = Instant::now();
     let mut n = 0u64;
     while !stop.load(Ordering::Relaxed) {
@@ -132,9 +143,10 @@ fn kill9_one_osd_while_writing_then_it_catches_up() {
         let max_gap = *gap.lock().unwrap();
         assert!(max_gap < Duration::from_secs(10), "I/O paused for {max_gap:?}");
         let map = wait_map_settled(&rados, &c, 3).await;
-        check_acked(&io, &acked.lock().unwrap()).await;
+        let acked = acked.lock().unwrap().clone();
+        check_acked(&io, &acked).await;
         assert_replicas_identical(&c, &map);
-        eprintln!("acked {} writes; longest pause {max_gap:?}", acked.lock().unwrap().len());
+        eprintln!("acked {} writes; longest pause {max_gap:?}", acked.len());
     });
 }
 
@@ -182,7 +194,8 @@ fn three_mons_survive_the_leader_being_killed() {
     c.wait_for("a new leader with 2 of 3 in quorum", Duration::from_secs(30), || {
         let out = c.cli(&["quorum_status", "--format", "json"]);
         let Ok(v) = serde_json::from_str::<serde_json::Value>(&out.stdout) else { return false };
-        let ok = v["quorum_leader_name"].as_str().is_some_and(|l| l != leader) && v["quorum"].as_array().map(|a| a.len()) == Some(2);
+        let ok = v["quorum_leader_name"].as_str().is_some_and(|l| l != leader)
+            && v["quorum"].as_array().map(|a| a.len()) == Some(2);
         new_q = v;
         ok
     });

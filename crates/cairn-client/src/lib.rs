@@ -48,7 +48,12 @@ impl Rados {
     }
 
     /// [`Rados::connect`] over `net` (the simulation's network in `cairn-sim`).
-    pub async fn connect_with(net: Arc<dyn Network>, mons: Vec<String>, op_timeout: Duration, mount_timeout: Duration) -> Result<Rados> {
+    pub async fn connect_with(
+        net: Arc<dyn Network>,
+        mons: Vec<String>,
+        op_timeout: Duration,
+        mount_timeout: Duration,
+    ) -> Result<Rados> {
         let monc = MonClient::with_network(mons, net.clone())?;
         monc.wait_for_map(mount_timeout).await?;
         tokio::spawn(monc.clone().follow_maps());
@@ -72,8 +77,15 @@ impl Rados {
         let secs = |key: &str, default: Duration| -> Result<Duration> {
             Ok(match conf.get(entity, key) {
                 Some(v) => {
-                    let s: f64 = v.trim().parse().map_err(|_| Error::einval(format!("{key}: invalid number '{v}'")))?;
-                    if s <= 0.0 { Duration::from_secs(86400 * 365) } else { Duration::from_secs_f64(s) }
+                    let s: f64 = v
+                        .trim()
+                        .parse()
+                        .map_err(|_| Error::einval(format!("{key}: invalid number '{v}'")))?;
+                    if s <= 0.0 {
+                        Duration::from_secs(86400 * 365)
+                    } else {
+                        Duration::from_secs_f64(s)
+                    }
                 }
                 None => default,
             })
@@ -121,7 +133,8 @@ impl Rados {
     /// resending cannot fix, or the op timeout passes.
     pub async fn operate(&self, pool: u32, oid: &ObjectId, ops: Vec<ObjOp>) -> Result<Vec<OpOut>> {
         oid.validate()?;
-        let reqid = ReqId { client: self.inner.client_id, tid: self.inner.next_tid.fetch_add(1, Ordering::Relaxed) };
+        let reqid =
+            ReqId { client: self.inner.client_id, tid: self.inner.next_tid.fetch_add(1, Ordering::Relaxed) };
         let deadline = tokio::time::Instant::now() + self.inner.op_timeout;
         let mut last_err = Error::timed_out("no attempt made");
         let mut backoff = Duration::from_millis(20);
@@ -181,7 +194,8 @@ impl Rados {
     /// Lists every object of a pool (each PG from its primary).
     pub async fn list_objects(&self, pool: u32) -> Result<Vec<ObjectId>> {
         let map = self.map();
-        let p = map.pools.get(&pool).ok_or_else(|| Error::enoent(format!("pool {pool} does not exist")))?.clone();
+        let p =
+            map.pools.get(&pool).ok_or_else(|| Error::enoent(format!("pool {pool} does not exist")))?.clone();
         let mut out = Vec::new();
         for pg in p.pgs() {
             let mut after: Option<ObjectId> = None;
@@ -204,7 +218,11 @@ impl Rados {
         let deadline = tokio::time::Instant::now() + self.inner.op_timeout;
         loop {
             let map = self.map();
-            let addr = map.interval(pg).and_then(|i| i.primary()).and_then(|id| map.osds.get(&id)).map(|o| o.addr.clone());
+            let addr = map
+                .interval(pg)
+                .and_then(|i| i.primary())
+                .and_then(|id| map.osds.get(&id))
+                .map(|o| o.addr.clone());
             if let Some(addr) = addr {
                 let msg = Message::PgList { pg, epoch: map.epoch, start_after: after.clone(), max: 1024 };
                 match self.inner.osds.call(&addr, msg, Duration::from_secs(10)).await {

@@ -1,3 +1,3 @@
-pub mod raft;
 pub mod commands;
+pub mod raft;
 pub mod service;

@@ -63,7 +63,12 @@ impl TcpRaftTransport {
 }
 
 impl RaftTransport for TcpRaftTransport {
-    fn call(&self, _target: NodeId, addr: &str, request: Vec<u8>) -> Pin<Box<dyn Future<Output = std::io::Result<Vec<u8>>> + Send>> {
+    fn call(
+        &self,
+        _target: NodeId,
+        addr: &str,
+        request: Vec<u8>,
+    ) -> Pin<Box<dyn Future<Output = std::io::Result<Vec<u8>>> + Send>> {
         let pool = self.pool.clone();
         let addr = addr.to_string();
         Box::pin(async move {
@@ -118,7 +123,10 @@ impl Mon {
             Message::MonCommand { cmd } => self.command(&cmd).await,
             Message::OsdBoot { id, fsid, addr, host, capacity_bytes } => {
                 if fsid != self.cfg.fsid {
-                    return Message::Error(Error::einval(format!("osd.{id} belongs to cluster {fsid}, this is {}", self.cfg.fsid)));
+                    return Message::Error(Error::einval(format!(
+                        "osd.{id} belongs to cluster {fsid}, this is {}",
+                        self.cfg.fsid
+                    )));
                 }
                 self.soft().last_report.insert(id, Instant::now());
                 let cmd = MapCommand::OsdBoot { id, addr, host, capacity_bytes, now_secs: now_secs() };
@@ -131,7 +139,9 @@ impl Mon {
             Message::OsdFailure { target, reporter, target_up_from, immediate } => {
                 self.failure_report(target, reporter, target_up_from, immediate).await
             }
-            Message::PgActivated { pg, interval } => reply_of(self.propose(MapCommand::PgActivated { pg, interval }).await),
+            Message::PgActivated { pg, interval } => {
+                reply_of(self.propose(MapCommand::PgActivated { pg, interval }).await)
+            }
             Message::PgStats { osd, pgs, osd_stat, .. } => {
                 self.stats_report(osd, pgs, osd_stat);
                 Message::Ok
@@ -174,12 +184,20 @@ impl Mon {
         let plan = {
             let soft = self.soft();
             let quorum = self.quorum_info();
-            let ctx = CommandContext { map: &map, pg_stats: &soft.pg_stats, osd_stats: &soft.osd_stats, quorum: &quorum, now_secs: now_secs() };
+            let ctx = CommandContext {
+                map: &map,
+                pg_stats: &soft.pg_stats,
+                osd_stats: &soft.osd_stats,
+                quorum: &quorum,
+                now_secs: now_secs(),
+            };
             commands::plan(&cmd, &ctx)
         };
         match plan {
             Err(e) => command_error(e),
-            Ok(Plan::Reply(out)) => Message::MonCommandReply { rc: 0, status: out.status, data: Bytes::from(out.data) },
+            Ok(Plan::Reply(out)) => {
+                Message::MonCommandReply { rc: 0, status: out.status, data: Bytes::from(out.data) }
+            }
             Ok(Plan::Propose(map_cmd)) => match self.propose(map_cmd.clone()).await {
                 Ok(Ok(status)) => {
                     let status = commands::applied_status(&map_cmd, &status);
@@ -194,7 +212,13 @@ impl Mon {
     pub fn quorum_info(&self) -> QuorumInfo {
         let st = self.raft.status();
         let in_quorum = st.heard_from.clone().unwrap_or_else(|| st.leader.into_iter().collect());
-        QuorumInfo { leader: st.leader, term: st.term, members: self.cfg.mons.clone(), in_quorum, self_id: self.cfg.node_id }
+        QuorumInfo {
+            leader: st.leader,
+            term: st.term,
+            members: self.cfg.mons.clone(),
+            in_quorum,
+            self_id: self.cfg.node_id,
+        }
     }
 
     async fn failure_report(&self, target: OsdId, reporter: OsdId, up_from: u64, immediate: bool) -> Message {
@@ -228,7 +252,10 @@ impl Mon {
         soft.osd_stats.insert(osd, osd_stat);
         for stat in pgs {
             // Only the current primary's view counts.
-            let current = map.intervals.get(&stat.pg).is_some_and(|i| i.primary() == Some(osd) && i.since == stat.interval_since);
+            let current = map
+                .intervals
+                .get(&stat.pg)
+                .is_some_and(|i| i.primary() == Some(osd) && i.since == stat.interval_since);
             if current {
                 soft.pg_stats.insert(stat.pg, stat);
             }
@@ -258,14 +285,20 @@ impl Mon {
             }
             let map = self.map();
             if !map.is_initialized() {
-                let init = MapCommand::Init { fsid: self.cfg.fsid.clone(), mons: self.cfg.mons.clone(), settings: self.cfg.settings.clone(), now_secs: now_secs() };
+                let init = MapCommand::Init {
+                    fsid: self.cfg.fsid.clone(),
+                    mons: self.cfg.mons.clone(),
+                    settings: self.cfg.settings.clone(),
+                    now_secs: now_secs(),
+                };
                 if let Ok(Err(e)) = self.propose(init).await {
                     tracing::warn!(error = %e, "initializing the map failed");
                 }
                 continue;
             }
             if map.settings != self.cfg.settings {
-                let cmd = MapCommand::SetSettings { settings: self.cfg.settings.clone(), now_secs: now_secs() };
+                let cmd =
+                    MapCommand::SetSettings { settings: self.cfg.settings.clone(), now_secs: now_secs() };
                 let _ = self.propose(cmd).await;
                 continue;
             }

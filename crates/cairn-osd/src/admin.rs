@@ -13,7 +13,13 @@ use std::sync::Arc;
 pub const MAX_LIST_OBJECTS: u32 = 1024;
 
 impl Osd {
-    pub async fn pg_list(self: &Arc<Self>, pgid: PgId, epoch: Epoch, start_after: Option<ObjectId>, max: u32) -> Result<Message> {
+    pub async fn pg_list(
+        self: &Arc<Self>,
+        pgid: PgId,
+        epoch: Epoch,
+        start_after: Option<ObjectId>,
+        max: u32,
+    ) -> Result<Message> {
         self.wait_for_epoch(epoch, std::time::Duration::from_secs(2)).await;
         self.active_primary_pg(pgid).await?;
         let max = max.clamp(1, MAX_LIST_OBJECTS) as usize;
@@ -29,7 +35,11 @@ impl Osd {
         let json = match words.as_slice() {
             ["pg", "digests"] => serde_json::to_string(&self.digests()?),
             ["status"] => serde_json::to_string(&self.status()),
-            _ => return Err(Error::einval(format!("unknown admin command '{command}' (try: status, pg digests)"))),
+            _ => {
+                return Err(Error::einval(format!(
+                    "unknown admin command '{command}' (try: status, pg digests)"
+                )))
+            }
         };
         Ok(Message::AdminReply { json: json.map_err(|e| Error::eio(e.to_string()))? })
     }
@@ -56,7 +66,10 @@ impl Osd {
                 for (oid, _) in &batch {
                     count += 1;
                     if let Some(s) = ops::object_state(&*self.store, pg.id, oid)? {
-                        crc = crc32c::crc32c_append(crc, &postcard::to_allocvec(&s).map_err(|e| Error::eio(e.to_string()))?);
+                        crc = crc32c::crc32c_append(
+                            crc,
+                            &postcard::to_allocvec(&s).map_err(|e| Error::eio(e.to_string()))?,
+                        );
                     }
                 }
                 match batch.last() {
@@ -64,7 +77,10 @@ impl Osd {
                     _ => break,
                 }
             }
-            out.insert(pg.id.to_string(), serde_json::json!({ "objects": count, "digest": format!("{crc:08x}") }));
+            out.insert(
+                pg.id.to_string(),
+                serde_json::json!({ "objects": count, "digest": format!("{crc:08x}") }),
+            );
         }
         Ok(out)
     }

@@ -54,7 +54,8 @@ pub async fn run(osd: Arc<Osd>) {
             };
             if failed {
                 tracing::warn!(osd = id, immediate, "reporting failed peer");
-                let report = Message::OsdFailure { target: id, reporter: osd.id, target_up_from: up_from, immediate };
+                let report =
+                    Message::OsdFailure { target: id, reporter: osd.id, target_up_from: up_from, immediate };
                 let monc = osd.monc.clone();
                 tokio::spawn(async move {
                     let _ = monc.call_leader(report, Duration::from_secs(5)).await;

@@ -129,13 +129,7 @@ pub fn plan(store: &dyn ObjectStore, pg: PgId, oid: &ObjectId, ops: &[ObjOp]) ->
 }
 
 /// Answers one read op from committed state.
-pub fn read_op(
-    store: &dyn ObjectStore,
-    pg: PgId,
-    oid: &ObjectId,
-    exists: bool,
-    op: &ObjOp,
-) -> Result<OpOut> {
+pub fn read_op(store: &dyn ObjectStore, pg: PgId, oid: &ObjectId, exists: bool, op: &ObjOp) -> Result<OpOut> {
     require(exists, oid)?;
     Ok(match op {
         ObjOp::Read { offset, len } => {
@@ -147,9 +141,7 @@ pub fn read_op(
             OpOut::Stat { size: m.size, mtime_ns: m.mtime_ns }
         }
         ObjOp::GetXattr { name } => OpOut::Data(store.get_xattr(pg, oid, name)?),
-        ObjOp::GetXattrs => {
-            OpOut::Pairs { entries: store.list_xattrs(pg, oid)?, more: false }
-        }
+        ObjOp::GetXattrs => OpOut::Pairs { entries: store.list_xattrs(pg, oid)?, more: false },
         ObjOp::OmapGetHeader => OpOut::Data(store.omap_get_header(pg, oid)?),
         ObjOp::OmapGetVals { start_after, prefix, max } => {
             let max = (*max).clamp(1, MAX_OMAP_ENTRIES_PER_OP) as usize;
@@ -168,9 +160,7 @@ pub fn read_op(
         ObjOp::OmapGetValsByKeys { keys } => {
             OpOut::Pairs { entries: store.omap_get(pg, oid, keys)?, more: false }
         }
-        other => {
-            return Err(Error::new(errno::EOPNOTSUPP, format!("{other:?} is not a read op")))
-        }
+        other => return Err(Error::new(errno::EOPNOTSUPP, format!("{other:?} is not a read op"))),
     })
 }
 

@@ -1,6 +1,6 @@
 //! The daemon: startup, map following, and the PG table.
 
-use crate::pg::{Phase, Pg};
+use crate::pg::{Pg, Phase};
 use cairn_proto::monc::MonClient;
 use cairn_proto::{ConnPool, Listener, Message, Network};
 use cairn_store::{ObjectStore, Op, Transaction};
@@ -62,12 +62,14 @@ pub struct Osd {
 
 /// Runs an OSD on `listener` until the process ends; it reaches the mons and its peers over
 /// `net` (`cairn_proto::net::tcp()` for the daemon, a simulated network in `cairn-sim`).
-pub async fn run(cfg: OsdConfig, store: Arc<dyn ObjectStore>, listener: impl Listener, net: Arc<dyn Network>) -> Result<()> {
-    let addr = if cfg.public_addr.is_empty() {
-        listener.local_addr()?.to_string()
-    } else {
-        cfg.public_addr.clone()
-    };
+pub async fn run(
+    cfg: OsdConfig,
+    store: Arc<dyn ObjectStore>,
+    listener: impl Listener,
+    net: Arc<dyn Network>,
+) -> Result<()> {
+    let addr =
+        if cfg.public_addr.is_empty() { listener.local_addr()?.to_string() } else { cfg.public_addr.clone() };
     let monc = MonClient::with_network(cfg.mons.clone(), net.clone())?;
     let osd = Arc::new(Osd {
         id: cfg.id,
@@ -123,7 +125,9 @@ async fn send_boot(monc: &MonClient, boot: &Message, id: cairn_types::OsdId) -> 
                 monc.offer_map(*map);
                 return Ok(up_from);
             }
-            Message::Error(e) if e.errno == cairn_types::errno::EAGAIN && start.elapsed() < Duration::from_secs(60) => {
+            Message::Error(e)
+                if e.errno == cairn_types::errno::EAGAIN && start.elapsed() < Duration::from_secs(60) =>
+            {
                 tokio::time::sleep(Duration::from_millis(200)).await;
             }
             Message::Error(e) => return Err(e),
@@ -244,10 +248,10 @@ impl Osd {
             }
             let pool_gone = !map.pools.contains_key(&pg.id.pool);
             let safe = pool_gone
-                || map
-                    .history
-                    .get(&pg.id)
-                    .is_some_and(|h| !h.last_active.acting.contains(&self.id) && interval.is_some_and(|i| i.since <= h.last_active.since));
+                || map.history.get(&pg.id).is_some_and(|h| {
+                    !h.last_active.acting.contains(&self.id)
+                        && interval.is_some_and(|i| i.since <= h.last_active.since)
+                });
             if safe {
                 self.remove_pg(pg.id);
             }

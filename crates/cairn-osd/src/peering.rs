@@ -9,7 +9,7 @@
 
 use crate::ops;
 use crate::osd::Osd;
-use crate::pg::{Phase, Pg};
+use crate::pg::{Pg, Phase};
 use cairn_proto::{LogEntry, Message, ObjectState, PgInfo};
 use cairn_store::Transaction;
 use cairn_types::{errno, Error, ObjectId, OsdId, PgInterval, Result, Version};
@@ -87,7 +87,11 @@ async fn peer_once(osd: &Arc<Osd>, pg: &Arc<Pg>, generation: u64) -> Result<()> 
         .iter()
         .map(|m| {
             let a = &answers[m];
-            let plan = if *m == auth_id { MemberPlan::InSync } else { plan_member(&a.info, &a.log, &auth.info, &auth.log) };
+            let plan = if *m == auth_id {
+                MemberPlan::InSync
+            } else {
+                plan_member(&a.info, &a.log, &auth.info, &auth.log)
+            };
             (*m, plan)
         })
         .collect();
@@ -203,12 +207,8 @@ pub fn plan_member(m_info: &PgInfo, m_log: &[LogEntry], a_info: &PgInfo, a_log: 
     let Some(common) = common else {
         return MemberPlan::Backfill;
     };
-    let objects = a_log
-        .iter()
-        .chain(m_log.iter())
-        .filter(|e| e.version > common)
-        .map(|e| e.oid.clone())
-        .collect();
+    let objects =
+        a_log.iter().chain(m_log.iter()).filter(|e| e.version > common).map(|e| e.oid.clone()).collect();
     MemberPlan::Objects(objects)
 }
 
@@ -249,11 +249,8 @@ async fn recover_member(
 async fn backfill_list(osd: &Arc<Osd>, pg: &Arc<Pg>, source: OsdId, member: OsdId) -> Result<Vec<ObjectId>> {
     let have = scan_all(osd, pg, member).await?;
     let want = scan_all(osd, pg, source).await?;
-    let mut out: Vec<ObjectId> = want
-        .iter()
-        .filter(|(oid, v)| have.get(*oid) != Some(*v))
-        .map(|(oid, _)| oid.clone())
-        .collect();
+    let mut out: Vec<ObjectId> =
+        want.iter().filter(|(oid, v)| have.get(*oid) != Some(*v)).map(|(oid, _)| oid.clone()).collect();
     out.extend(have.keys().filter(|oid| !want.contains_key(*oid)).cloned());
     Ok(out)
 }
@@ -262,8 +259,13 @@ async fn scan_all(osd: &Arc<Osd>, pg: &Arc<Pg>, who: OsdId) -> Result<BTreeMap<O
     let mut out = BTreeMap::new();
     let mut after: Option<ObjectId> = None;
     loop {
-        let msg = Message::PgScan { pg: pg.id, epoch: osd.map().epoch, start_after: after.clone(), max: 1024 };
-        let reply = if who == osd.id { osd.pg_scan(pg.id, after.clone(), 1024)? } else { osd.call_osd(who, msg).await? };
+        let msg =
+            Message::PgScan { pg: pg.id, epoch: osd.map().epoch, start_after: after.clone(), max: 1024 };
+        let reply = if who == osd.id {
+            osd.pg_scan(pg.id, after.clone(), 1024)?
+        } else {
+            osd.call_osd(who, msg).await?
+        };
         let Message::PgScanReply { objects, done } = reply else {
             return Err(Error::eio(format!("osd.{who}: unexpected scan reply")));
         };
@@ -275,7 +277,12 @@ async fn scan_all(osd: &Arc<Osd>, pg: &Arc<Pg>, who: OsdId) -> Result<BTreeMap<O
     }
 }
 
-async fn fetch_state(osd: &Arc<Osd>, pg: &Arc<Pg>, source: OsdId, oid: &ObjectId) -> Result<Option<ObjectState>> {
+async fn fetch_state(
+    osd: &Arc<Osd>,
+    pg: &Arc<Pg>,
+    source: OsdId,
+    oid: &ObjectId,
+) -> Result<Option<ObjectState>> {
     if source == osd.id {
         return ops::object_state(&*osd.store, pg.id, oid);
     }
@@ -381,7 +388,12 @@ mod tests {
     use cairn_proto::ReqId;
 
     fn entry(epoch: u64, seq: u64, name: &str) -> LogEntry {
-        LogEntry { version: Version { epoch, seq }, oid: ObjectId::new(name), deleted: false, reqid: ReqId { client: 1, tid: seq } }
+        LogEntry {
+            version: Version { epoch, seq },
+            oid: ObjectId::new(name),
+            deleted: false,
+            reqid: ReqId { client: 1, tid: seq },
+        }
     }
 
     fn info(log: &[LogEntry], tail: Version) -> PgInfo {

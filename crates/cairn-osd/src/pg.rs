@@ -162,7 +162,14 @@ impl PgState {
     }
 
     /// Replaces the whole log with `log` (activation by the primary).
-    pub fn replace_log(&mut self, pg: PgId, log: Vec<LogEntry>, tail: Version, since: Epoch, ops: &mut Vec<Op>) {
+    pub fn replace_log(
+        &mut self,
+        pg: PgId,
+        log: Vec<LogEntry>,
+        tail: Version,
+        since: Epoch,
+        ops: &mut Vec<Op>,
+    ) {
         ops.push(Op::LogTruncate { pg, after: Version::default() });
         for e in &log {
             ops.push(Op::LogAppend { pg, version: e.version, entry: encode_entry(e) });
@@ -188,8 +195,9 @@ fn encode_with_version<T: serde::Serialize>(value: &T) -> Bytes {
 
 fn decode_with_version<T: serde::de::DeserializeOwned>(bytes: &[u8], what: &str) -> Result<T> {
     match bytes.split_first() {
-        Some((&RECORD_VERSION, rest)) => postcard::from_bytes(rest)
-            .map_err(|e| Error::eio(format!("corrupt {what} record: {e}"))),
+        Some((&RECORD_VERSION, rest)) => {
+            postcard::from_bytes(rest).map_err(|e| Error::eio(format!("corrupt {what} record: {e}")))
+        }
         Some((v, _)) => Err(Error::eio(format!("{what} record has unknown version {v}"))),
         None => Err(Error::eio(format!("empty {what} record"))),
     }

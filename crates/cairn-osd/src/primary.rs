@@ -3,7 +3,7 @@
 
 use crate::ops;
 use crate::osd::Osd;
-use crate::pg::{Phase, Pg};
+use crate::pg::{Pg, Phase};
 use cairn_proto::{LogEntry, Message, ObjOp, ReqId};
 use cairn_store::{Op, Transaction};
 use cairn_types::{errno, Epoch, Error, ObjectId, OsdId, PgId, Result, Version};
@@ -138,12 +138,7 @@ impl Osd {
             };
             let prev = st.info.last_update;
             let version = Version { epoch: since, seq: prev.seq + 1 };
-            let entry = LogEntry {
-                version,
-                oid: oid.clone(),
-                deleted: !planned.exists_after,
-                reqid,
-            };
+            let entry = LogEntry { version, oid: oid.clone(), deleted: !planned.exists_after, reqid };
             let mut txn = Transaction::new();
             ops::to_store_ops(pg.id, oid, &planned.mutations, &mut txn.ops);
             if planned.exists_after {
@@ -227,7 +222,17 @@ impl Osd {
 /// Ceph's behaviour: once the mon marks a pool full (its quota is reached), writes that add
 /// data fail with EDQUOT; removals still work so space can be freed.
 fn check_quota(pool: &cairn_types::Pool, op_list: &[ObjOp]) -> Result<()> {
-    let only_removes = op_list.iter().all(|op| matches!(op, ObjOp::Remove | ObjOp::Truncate { .. } | ObjOp::Zero { .. } | ObjOp::OmapRmKeys { .. } | ObjOp::OmapClear | ObjOp::RmXattr { .. }));
+    let only_removes = op_list.iter().all(|op| {
+        matches!(
+            op,
+            ObjOp::Remove
+                | ObjOp::Truncate { .. }
+                | ObjOp::Zero { .. }
+                | ObjOp::OmapRmKeys { .. }
+                | ObjOp::OmapClear
+                | ObjOp::RmXattr { .. }
+        )
+    });
     if pool.full && !only_removes {
         return Err(Error::new(errno::EDQUOT, format!("pool '{}' is full (quota reached)", pool.name)));
     }

@@ -13,19 +13,21 @@ use std::time::Duration;
 /// Most objects listed by one scan reply.
 pub const MAX_SCAN_OBJECTS: u32 = 1024;
 
+/// One replicated write as a replica receives it (`Message::RepOp`).
+pub struct RepOp {
+    pub pg: PgId,
+    pub since: Epoch,
+    pub prev: Version,
+    pub entry: LogEntry,
+    pub mtime_ns: u64,
+    pub mutations: Vec<Mutation>,
+}
+
 impl Osd {
     /// Applies a primary's write. Runs on the connection's reading task, so writes are submitted
     /// to the store in the order the primary sent them.
-    pub fn rep_op(
-        self: &Arc<Self>,
-        pgid: PgId,
-        since: Epoch,
-        prev: Version,
-        entry: LogEntry,
-        mtime_ns: u64,
-        mutations: Vec<Mutation>,
-        responder: Responder,
-    ) {
+    pub fn rep_op(self: &Arc<Self>, op: RepOp, responder: Responder) {
+        let RepOp { pg: pgid, since, prev, entry, mtime_ns, mutations } = op;
         let submitted = (|| {
             let pg = self.pg(pgid).ok_or_else(|| stale(pgid, "pg not here"))?;
             let mut st = pg.lock();
@@ -33,7 +35,10 @@ impl Osd {
                 return Err(stale(pgid, "not an active replica of that interval"));
             }
             if st.info.last_update != prev {
-                return Err(stale(pgid, &format!("log ends at {}, write follows {prev}", st.info.last_update)));
+                return Err(stale(
+                    pgid,
+                    &format!("log ends at {}, write follows {prev}", st.info.last_update),
+                ));
             }
             let mut txn = Transaction::new();
             ops::to_store_ops(pgid, &entry.oid, &mutations, &mut txn.ops);

@@ -11,7 +11,8 @@ impl Handler for Osd {
         match msg {
             // Must be submitted in arrival order: handled on the reading task.
             Message::RepOp { pg, since, prev, entry, mtime_ns, mutations } => {
-                self.rep_op(pg, since, prev, entry, mtime_ns, mutations, responder)
+                let op = crate::replica::RepOp { pg, since, prev, entry, mtime_ns, mutations };
+                self.rep_op(op, responder)
             }
             Message::Ping { from, .. } => {
                 let map = self.map();
@@ -26,8 +27,20 @@ impl Handler for Osd {
                 tokio::spawn(async move {
                     let r = osd.client_op(pg, oid, epoch, reqid, ops).await;
                     let reply = match r.result {
-                        Ok((outs, version)) => Message::OsdOpReply { result: 0, message: String::new(), outs, version, epoch: r.epoch },
-                        Err(e) => Message::OsdOpReply { result: e.errno, message: e.message, outs: vec![], version: Default::default(), epoch: r.epoch },
+                        Ok((outs, version)) => Message::OsdOpReply {
+                            result: 0,
+                            message: String::new(),
+                            outs,
+                            version,
+                            epoch: r.epoch,
+                        },
+                        Err(e) => Message::OsdOpReply {
+                            result: e.errno,
+                            message: e.message,
+                            outs: vec![],
+                            version: Default::default(),
+                            epoch: r.epoch,
+                        },
                     };
                     responder.reply(reply);
                 });
@@ -50,7 +63,9 @@ pub async fn local(osd: &Arc<Osd>, msg: Message) -> Result<Message> {
         Message::PgScan { pg, start_after, max, .. } => osd.pg_scan(pg, start_after, max),
         Message::PgPull { pg, oid, .. } => osd.pg_pull(pg, &oid),
         Message::PgPush { pg, since, objects } => osd.pg_push(pg, since, objects).await,
-        Message::PgActivate { pg, since, log, log_tail, .. } => osd.pg_activate(pg, since, log, log_tail).await,
+        Message::PgActivate { pg, since, log, log_tail, .. } => {
+            osd.pg_activate(pg, since, log, log_tail).await
+        }
         Message::PgList { pg, epoch, start_after, max } => osd.pg_list(pg, epoch, start_after, max).await,
         Message::Admin { command } => osd.admin(&command),
         other => Err(Error::einval(format!("osd cannot handle {}", message_name(&other)))),

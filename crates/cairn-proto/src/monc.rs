@@ -40,12 +40,7 @@ impl MonClient {
         }
         let (map_tx, _) = watch::channel(Arc::new(ClusterMap::default()));
         Ok(MonClient {
-            inner: Arc::new(Inner {
-                mons,
-                pool: ConnPool::new(net),
-                leader: Mutex::new(None),
-                map_tx,
-            }),
+            inner: Arc::new(Inner { mons, pool: ConnPool::new(net), leader: Mutex::new(None), map_tx }),
         })
     }
 
@@ -79,7 +74,7 @@ impl MonClient {
                     self.inner.pool.forget(&addr).await;
                     *self.inner.leader.lock().expect("leader lock") = None;
                     last_err = e;
-                    if attempt % self.inner.mons.len() == 0 {
+                    if attempt.is_multiple_of(self.inner.mons.len()) {
                         tokio::time::sleep(Duration::from_millis(200)).await;
                     }
                 }

@@ -131,29 +131,84 @@ pub enum Message {
     Ok,
 
     // ---- monitors ----
-    MonCommand { cmd: String },
-    MonCommandReply { rc: i32, status: String, data: Bytes },
+    MonCommand {
+        cmd: String,
+    },
+    MonCommandReply {
+        rc: i32,
+        status: String,
+        data: Bytes,
+    },
     /// Asks for the map if newer than `have_epoch`; waits up to `wait_ms` for one.
-    GetMap { have_epoch: Epoch, wait_ms: u32 },
+    GetMap {
+        have_epoch: Epoch,
+        wait_ms: u32,
+    },
     Map(Box<ClusterMap>),
     /// A mon that is not the leader answers a leader-only request with this.
-    NotLeader { leader_addr: Option<String> },
-    OsdBoot { id: OsdId, fsid: String, addr: String, host: String, capacity_bytes: u64 },
-    OsdFailure { target: OsdId, reporter: OsdId, target_up_from: Epoch, immediate: bool },
-    PgActivated { pg: PgId, interval: PgInterval },
-    PgStats { osd: OsdId, epoch: Epoch, pgs: Vec<PgStat>, osd_stat: OsdStat },
+    NotLeader {
+        leader_addr: Option<String>,
+    },
+    OsdBoot {
+        id: OsdId,
+        fsid: String,
+        addr: String,
+        host: String,
+        capacity_bytes: u64,
+    },
+    OsdFailure {
+        target: OsdId,
+        reporter: OsdId,
+        target_up_from: Epoch,
+        immediate: bool,
+    },
+    PgActivated {
+        pg: PgId,
+        interval: PgInterval,
+    },
+    PgStats {
+        osd: OsdId,
+        epoch: Epoch,
+        pgs: Vec<PgStat>,
+        osd_stat: OsdStat,
+    },
     Raft(Bytes),
     RaftReply(Bytes),
 
     // ---- client → primary OSD ----
-    OsdOp { pg: PgId, oid: ObjectId, epoch: Epoch, reqid: ReqId, ops: Vec<ObjOp> },
-    OsdOpReply { result: i32, message: String, outs: Vec<OpOut>, version: Version, epoch: Epoch },
-    PgList { pg: PgId, epoch: Epoch, start_after: Option<ObjectId>, max: u32 },
-    PgListReply { objects: Vec<ObjectId>, done: bool },
+    OsdOp {
+        pg: PgId,
+        oid: ObjectId,
+        epoch: Epoch,
+        reqid: ReqId,
+        ops: Vec<ObjOp>,
+    },
+    OsdOpReply {
+        result: i32,
+        message: String,
+        outs: Vec<OpOut>,
+        version: Version,
+        epoch: Epoch,
+    },
+    PgList {
+        pg: PgId,
+        epoch: Epoch,
+        start_after: Option<ObjectId>,
+        max: u32,
+    },
+    PgListReply {
+        objects: Vec<ObjectId>,
+        done: bool,
+    },
 
     // ---- OSD ↔ OSD ----
-    Ping { from: OsdId, epoch: Epoch },
-    Pong { epoch: Epoch },
+    Ping {
+        from: OsdId,
+        epoch: Epoch,
+    },
+    Pong {
+        epoch: Epoch,
+    },
     /// Primary → replica: apply one write of the current interval.
     /// `prev` is the version the primary wrote just before this one: a replica whose log does
     /// not end there refuses (it missed something) and the primary peers again.
@@ -166,22 +221,58 @@ pub enum Message {
         mutations: Vec<Mutation>,
     },
     /// Primary → member during peering: report your PG info and log after `log_after`.
-    PgQuery { pg: PgId, epoch: Epoch, log_after: Version },
-    PgQueryReply { info: PgInfo, log: Vec<LogEntry>, objects: Option<Vec<(ObjectId, Version)>> },
+    PgQuery {
+        pg: PgId,
+        epoch: Epoch,
+        log_after: Version,
+    },
+    PgQueryReply {
+        info: PgInfo,
+        log: Vec<LogEntry>,
+        objects: Option<Vec<(ObjectId, Version)>>,
+    },
     /// Primary → member: list all objects with versions (backfill).
-    PgScan { pg: PgId, epoch: Epoch, start_after: Option<ObjectId>, max: u32 },
-    PgScanReply { objects: Vec<(ObjectId, Version)>, done: bool },
+    PgScan {
+        pg: PgId,
+        epoch: Epoch,
+        start_after: Option<ObjectId>,
+        max: u32,
+    },
+    PgScanReply {
+        objects: Vec<(ObjectId, Version)>,
+        done: bool,
+    },
     /// Member → primary: send me this object (primary pulls for itself from a peer too).
-    PgPull { pg: PgId, epoch: Epoch, oid: ObjectId },
-    PgPullReply { state: Option<ObjectState> },
+    PgPull {
+        pg: PgId,
+        epoch: Epoch,
+        oid: ObjectId,
+    },
+    PgPullReply {
+        state: Option<ObjectState>,
+    },
     /// Primary → member: install these objects (None = delete), then these log entries.
-    PgPush { pg: PgId, since: Epoch, objects: Vec<(ObjectId, Option<ObjectState>)> },
+    PgPush {
+        pg: PgId,
+        since: Epoch,
+        objects: Vec<(ObjectId, Option<ObjectState>)>,
+    },
     /// Primary → member: your log and info now equal the authoritative ones; drop entries
     /// after `rollback_after` that the primary does not have, then append `log`.
-    PgActivate { pg: PgId, since: Epoch, rollback_after: Version, log: Vec<LogEntry>, log_tail: Version },
+    PgActivate {
+        pg: PgId,
+        since: Epoch,
+        rollback_after: Version,
+        log: Vec<LogEntry>,
+        log_tail: Version,
+    },
     /// Any daemon: an admin command (`pg digest 1.0`, `status`), answered as JSON.
-    Admin { command: String },
-    AdminReply { json: String },
+    Admin {
+        command: String,
+    },
+    AdminReply {
+        json: String,
+    },
 }
 
 pub fn encode_envelope(env: &Envelope) -> Result<Vec<u8>, Error> {

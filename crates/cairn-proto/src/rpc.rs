@@ -167,7 +167,12 @@ async fn read_frame(rd: &mut BufReader<impl AsyncRead + Unpin>) -> Result<Option
     Ok(Some((h.frame_type, decode_envelope(&payload)?)))
 }
 
-async fn client_read_loop(rd: impl AsyncRead + Unpin, pending: Pending, closed: Arc<AtomicBool>, addr: String) {
+async fn client_read_loop(
+    rd: impl AsyncRead + Unpin,
+    pending: Pending,
+    closed: Arc<AtomicBool>,
+    addr: String,
+) {
     let mut rd = BufReader::with_capacity(256 << 10, rd);
     loop {
         match read_frame(&mut rd).await {

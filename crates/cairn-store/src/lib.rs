@@ -31,42 +31,110 @@ pub struct ObjectMeta {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Op {
     /// Creates the object empty if it does not exist.
-    Touch { pg: PgId, oid: ObjectId },
+    Touch {
+        pg: PgId,
+        oid: ObjectId,
+    },
     /// Writes `data` at `offset`, growing the object if needed (the gap reads as zeros). An empty
     /// write creates the object but does not change its size. EFBIG past
     /// `cairn_types::MAX_OBJECT_SIZE_BYTES`.
-    Write { pg: PgId, oid: ObjectId, offset: u64, data: Bytes },
+    Write {
+        pg: PgId,
+        oid: ObjectId,
+        offset: u64,
+        data: Bytes,
+    },
     /// Zeros `[offset, offset+len)`; never changes the size (the part past the end is ignored,
     /// as Ceph's zero op). Zeroed ranges should be stored as holes.
-    Zero { pg: PgId, oid: ObjectId, offset: u64, len: u64 },
+    Zero {
+        pg: PgId,
+        oid: ObjectId,
+        offset: u64,
+        len: u64,
+    },
     /// Sets the size; shrinking discards data past it, growing reads as zeros. EFBIG past
     /// `cairn_types::MAX_OBJECT_SIZE_BYTES`.
-    Truncate { pg: PgId, oid: ObjectId, size: u64 },
+    Truncate {
+        pg: PgId,
+        oid: ObjectId,
+        size: u64,
+    },
     /// Removes the object with its data, xattrs and omap.
-    Remove { pg: PgId, oid: ObjectId },
+    Remove {
+        pg: PgId,
+        oid: ObjectId,
+    },
     /// Sets the object's version and mtime (every replicated write ends with one).
-    SetMeta { pg: PgId, oid: ObjectId, version: Version, mtime_ns: u64 },
-    SetXattr { pg: PgId, oid: ObjectId, key: String, value: Bytes },
-    RmXattr { pg: PgId, oid: ObjectId, key: String },
-    OmapSet { pg: PgId, oid: ObjectId, entries: Vec<(String, Bytes)> },
-    OmapRm { pg: PgId, oid: ObjectId, keys: Vec<String> },
+    SetMeta {
+        pg: PgId,
+        oid: ObjectId,
+        version: Version,
+        mtime_ns: u64,
+    },
+    SetXattr {
+        pg: PgId,
+        oid: ObjectId,
+        key: String,
+        value: Bytes,
+    },
+    RmXattr {
+        pg: PgId,
+        oid: ObjectId,
+        key: String,
+    },
+    OmapSet {
+        pg: PgId,
+        oid: ObjectId,
+        entries: Vec<(String, Bytes)>,
+    },
+    OmapRm {
+        pg: PgId,
+        oid: ObjectId,
+        keys: Vec<String>,
+    },
     /// Removes every omap entry and the omap header.
-    OmapClear { pg: PgId, oid: ObjectId },
+    OmapClear {
+        pg: PgId,
+        oid: ObjectId,
+    },
     /// Sets the omap header blob.
-    OmapSetHeader { pg: PgId, oid: ObjectId, header: Bytes },
+    OmapSetHeader {
+        pg: PgId,
+        oid: ObjectId,
+        header: Bytes,
+    },
     /// Appends an entry to the PG log under `version` (versions strictly increase per PG; an
     /// append not after the PG's last entry fails the transaction with EINVAL).
-    LogAppend { pg: PgId, version: Version, entry: Bytes },
+    LogAppend {
+        pg: PgId,
+        version: Version,
+        entry: Bytes,
+    },
     /// Drops log entries with version <= `upto`.
-    LogTrim { pg: PgId, upto: Version },
+    LogTrim {
+        pg: PgId,
+        upto: Version,
+    },
     /// Drops log entries with version > `after` (divergent entries being rolled back).
-    LogTruncate { pg: PgId, after: Version },
+    LogTruncate {
+        pg: PgId,
+        after: Version,
+    },
     /// Sets a per-PG metadata key (e.g. the PG info).
-    PgMetaSet { pg: PgId, key: String, value: Bytes },
+    PgMetaSet {
+        pg: PgId,
+        key: String,
+        value: Bytes,
+    },
     /// Removes a whole PG: every object, its log and metadata.
-    RemovePg { pg: PgId },
+    RemovePg {
+        pg: PgId,
+    },
     /// Sets an OSD-wide metadata key (superblock, ...).
-    MetaSet { key: String, value: Bytes },
+    MetaSet {
+        key: String,
+        value: Bytes,
+    },
 }
 
 /// An atomic group of ops: all or none are applied, on crash too.

@@ -66,23 +66,12 @@ impl MemStore {
 
     fn lock(&self) -> MutexGuard<'_, State> {
         // A panic while holding the lock may have left a transaction half-applied: stop.
-        self.state
-            .lock()
-            .expect("MemStore lock poisoned by a panic mid-transaction")
+        self.state.lock().expect("MemStore lock poisoned by a panic mid-transaction")
     }
 
-    fn with_object<T>(
-        &self,
-        pg: PgId,
-        oid: &ObjectId,
-        f: impl FnOnce(&MemObject) -> T,
-    ) -> Result<T> {
+    fn with_object<T>(&self, pg: PgId, oid: &ObjectId, f: impl FnOnce(&MemObject) -> T) -> Result<T> {
         let state = self.lock();
-        let obj = state
-            .pgs
-            .get(&pg)
-            .and_then(|p| p.objects.get(oid))
-            .ok_or_else(|| no_object(pg, oid))?;
+        let obj = state.pgs.get(&pg).and_then(|p| p.objects.get(oid)).ok_or_else(|| no_object(pg, oid))?;
         Ok(f(obj))
     }
 }
@@ -93,12 +82,7 @@ fn no_object(pg: PgId, oid: &ObjectId) -> Error {
 
 impl State {
     fn object_mut(&mut self, pg: PgId, oid: &ObjectId) -> &mut MemObject {
-        self.pgs
-            .entry(pg)
-            .or_default()
-            .objects
-            .entry(oid.clone())
-            .or_default()
+        self.pgs.entry(pg).or_default().objects.entry(oid.clone()).or_default()
     }
 
     fn existing_mut(&mut self, pg: PgId, oid: &ObjectId) -> Option<&mut MemObject> {
@@ -111,18 +95,8 @@ impl State {
             Op::Touch { pg, oid } => {
                 self.object_mut(pg, &oid);
             }
-            Op::Write {
-                pg,
-                oid,
-                offset,
-                data,
-            } => write(self.object_mut(pg, &oid), offset, &data),
-            Op::Zero {
-                pg,
-                oid,
-                offset,
-                len,
-            } => zero(self.object_mut(pg, &oid), offset, len),
+            Op::Write { pg, oid, offset, data } => write(self.object_mut(pg, &oid), offset, &data),
+            Op::Zero { pg, oid, offset, len } => zero(self.object_mut(pg, &oid), offset, len),
             Op::Truncate { pg, oid, size } => {
                 let obj = self.object_mut(pg, &oid);
                 obj.meta.size = size;
@@ -133,22 +107,12 @@ impl State {
                     p.objects.remove(&oid);
                 }
             }
-            Op::SetMeta {
-                pg,
-                oid,
-                version,
-                mtime_ns,
-            } => {
+            Op::SetMeta { pg, oid, version, mtime_ns } => {
                 let obj = self.object_mut(pg, &oid);
                 obj.meta.version = version;
                 obj.meta.mtime_ns = mtime_ns;
             }
-            Op::SetXattr {
-                pg,
-                oid,
-                key,
-                value,
-            } => {
+            Op::SetXattr { pg, oid, key, value } => {
                 self.object_mut(pg, &oid).xattrs.insert(key, value);
             }
             Op::RmXattr { pg, oid, key } => {
@@ -240,11 +204,7 @@ impl ObjectStore for MemStore {
 
     fn stat(&self, pg: PgId, oid: &ObjectId) -> Result<Option<ObjectMeta>> {
         let state = self.lock();
-        Ok(state
-            .pgs
-            .get(&pg)
-            .and_then(|p| p.objects.get(oid))
-            .map(|o| o.meta))
+        Ok(state.pgs.get(&pg).and_then(|p| p.objects.get(oid)).map(|o| o.meta))
     }
 
     fn read(&self, pg: PgId, oid: &ObjectId, offset: u64, len: u64) -> Result<Bytes> {
@@ -266,21 +226,11 @@ impl ObjectStore for MemStore {
 
     fn get_xattr(&self, pg: PgId, oid: &ObjectId, key: &str) -> Result<Bytes> {
         self.with_object(pg, oid, |obj| obj.xattrs.get(key).cloned())?
-            .ok_or_else(|| {
-                Error::new(
-                    cairn_types::errno::ENODATA,
-                    format!("no xattr '{key}' on '{oid}'"),
-                )
-            })
+            .ok_or_else(|| Error::new(cairn_types::errno::ENODATA, format!("no xattr '{key}' on '{oid}'")))
     }
 
     fn list_xattrs(&self, pg: PgId, oid: &ObjectId) -> Result<Vec<(String, Bytes)>> {
-        self.with_object(pg, oid, |obj| {
-            obj.xattrs
-                .iter()
-                .map(|(k, v)| (k.clone(), v.clone()))
-                .collect()
-        })
+        self.with_object(pg, oid, |obj| obj.xattrs.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
     }
 
     fn omap_get_header(&self, pg: PgId, oid: &ObjectId) -> Result<Bytes> {
@@ -289,9 +239,7 @@ impl ObjectStore for MemStore {
 
     fn omap_get(&self, pg: PgId, oid: &ObjectId, keys: &[String]) -> Result<Vec<(String, Bytes)>> {
         self.with_object(pg, oid, |obj| {
-            keys.iter()
-                .filter_map(|k| obj.omap.get(k).map(|v| (k.clone(), v.clone())))
-                .collect()
+            keys.iter().filter_map(|k| obj.omap.get(k).map(|v| (k.clone(), v.clone()))).collect()
         })
     }
 
@@ -304,11 +252,7 @@ impl ObjectStore for MemStore {
         max: usize,
     ) -> Result<Vec<(String, Bytes)>> {
         self.with_object(pg, oid, |obj| {
-            let from = if start_after >= prefix {
-                start_after
-            } else {
-                prefix
-            };
+            let from = if start_after >= prefix { start_after } else { prefix };
             obj.omap
                 .range::<str, _>((std::ops::Bound::Included(from), std::ops::Bound::Unbounded))
                 .filter(|(k, _)| k.as_str() > start_after)
@@ -352,11 +296,7 @@ impl ObjectStore for MemStore {
     }
 
     fn pg_meta(&self, pg: PgId, key: &str) -> Result<Option<Bytes>> {
-        Ok(self
-            .lock()
-            .pgs
-            .get(&pg)
-            .and_then(|p| p.meta.get(key).cloned()))
+        Ok(self.lock().pgs.get(&pg).and_then(|p| p.meta.get(key).cloned()))
     }
 
     fn list_pgs(&self) -> Result<Vec<PgId>> {
@@ -369,11 +309,6 @@ impl ObjectStore for MemStore {
 
     fn used_bytes(&self) -> Result<u64> {
         let state = self.lock();
-        Ok(state
-            .pgs
-            .values()
-            .flat_map(|p| p.objects.values())
-            .map(|o| o.meta.size)
-            .sum())
+        Ok(state.pgs.values().flat_map(|p| p.objects.values()).map(|o| o.meta.size).sum())
     }
 }

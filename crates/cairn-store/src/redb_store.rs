@@ -32,9 +32,7 @@ mod queue;
 mod records;
 mod writer;
 
-pub use queue::{
-    MAX_BATCH_PAYLOAD_BYTES, MAX_BATCH_TXNS, MAX_QUEUED_PAYLOAD_BYTES, MAX_QUEUED_TXNS,
-};
+pub use queue::{MAX_BATCH_PAYLOAD_BYTES, MAX_BATCH_TXNS, MAX_QUEUED_PAYLOAD_BYTES, MAX_QUEUED_TXNS};
 
 use crate::{ObjectMeta, ObjectStore, Transaction};
 use bytes::Bytes;
@@ -97,10 +95,7 @@ pub struct RedbOptions {
 
 impl Default for RedbOptions {
     fn default() -> Self {
-        RedbOptions {
-            chunk_bytes: DEFAULT_CHUNK_BYTES,
-            cache_bytes: DEFAULT_CACHE_BYTES,
-        }
+        RedbOptions { chunk_bytes: DEFAULT_CHUNK_BYTES, cache_bytes: DEFAULT_CACHE_BYTES }
     }
 }
 
@@ -136,9 +131,7 @@ pub struct RedbStore {
 }
 
 /// Maps any redb error to EIO with what we were doing.
-pub(crate) fn eio<E: std::fmt::Display>(
-    context: impl std::fmt::Display,
-) -> impl FnOnce(E) -> Error {
+pub(crate) fn eio<E: std::fmt::Display>(context: impl std::fmt::Display) -> impl FnOnce(E) -> Error {
     move |e| Error::eio(format!("object store: {context}: {e}"))
 }
 
@@ -160,36 +153,22 @@ impl RedbStore {
             )));
         }
         std::fs::create_dir_all(dir).map_err(|e| {
-            Error::new(
-                e.raw_os_error().unwrap_or(errno::EIO),
-                format!("creating {}: {e}", dir.display()),
-            )
+            Error::new(e.raw_os_error().unwrap_or(errno::EIO), format!("creating {}: {e}", dir.display()))
         })?;
         let path = dir.join(STORE_FILE_NAME);
-        let db = redb::Builder::new()
-            .set_cache_size(options.cache_bytes)
-            .create(&path)
-            .map_err(|e| match e {
-                redb::DatabaseError::DatabaseAlreadyOpen => Error::new(
-                    errno::EBUSY,
-                    format!("object store {} is already open", path.display()),
-                ),
+        let db =
+            redb::Builder::new().set_cache_size(options.cache_bytes).create(&path).map_err(|e| match e {
+                redb::DatabaseError::DatabaseAlreadyOpen => {
+                    Error::new(errno::EBUSY, format!("object store {} is already open", path.display()))
+                }
                 e => Error::eio(format!("opening object store {}: {e}", path.display())),
             })?;
         let chunk_bytes = writer::init_store(&db, options.chunk_bytes)?;
         let db = Arc::new(db);
         let queue = Arc::new(SubmitQueue::default());
         let counters = Arc::new(Counters::default());
-        let committer =
-            writer::spawn_committer(db.clone(), queue.clone(), counters.clone(), chunk_bytes)?;
-        Ok(RedbStore {
-            db,
-            queue,
-            counters,
-            committer: Some(committer),
-            chunk_bytes,
-            path,
-        })
+        let committer = writer::spawn_committer(db.clone(), queue.clone(), counters.clone(), chunk_bytes)?;
+        Ok(RedbStore { db, queue, counters, committer: Some(committer), chunk_bytes, path })
     }
 
     /// The chunk size this store was created with.
@@ -215,18 +194,11 @@ impl RedbStore {
     }
 
     fn begin_read(&self) -> Result<ReadTransaction> {
-        self.db
-            .begin_read()
-            .map_err(eio("beginning a read transaction"))
+        self.db.begin_read().map_err(eio("beginning a read transaction"))
     }
 
     /// Reads the object's metadata inside `rtx`; ENOENT if it does not exist.
-    fn meta_in(
-        &self,
-        rtx: &ReadTransaction,
-        pg: PgId,
-        oid: &ObjectId,
-    ) -> Result<(Vec<u8>, ObjectMeta)> {
+    fn meta_in(&self, rtx: &ReadTransaction, pg: PgId, oid: &ObjectId) -> Result<(Vec<u8>, ObjectMeta)> {
         let objects = rtx.open_table(OBJECTS).map_err(eio("opening objects"))?;
         let okey = object_key(pg, oid);
         let meta = writer::get_meta(&objects, &okey, pg, oid)?.ok_or_else(|| no_object(pg, oid))?;
@@ -244,10 +216,7 @@ fn scan_sub_keys(
     max: usize,
 ) -> Result<Vec<(String, Bytes)>> {
     let mut out = Vec::new();
-    for entry in table
-        .range::<&[u8]>((lower, upper))
-        .map_err(eio("scanning"))?
-    {
+    for entry in table.range::<&[u8]>((lower, upper)).map_err(eio("scanning"))? {
         if out.len() >= max {
             break;
         }
@@ -313,9 +282,7 @@ impl ObjectStore for RedbStore {
         let rtx = self.begin_read()?;
         let (okey, _) = self.meta_in(&rtx, pg, oid)?;
         let xattrs = rtx.open_table(XATTRS).map_err(eio("opening xattrs"))?;
-        let value = xattrs
-            .get(sub_key(&okey, key).as_slice())
-            .map_err(eio("reading xattr"))?;
+        let value = xattrs.get(sub_key(&okey, key).as_slice()).map_err(eio("reading xattr"))?;
         value
             .map(|v| Bytes::copy_from_slice(v.value()))
             .ok_or_else(|| Error::new(errno::ENODATA, format!("no xattr '{key}' on '{oid}'")))
@@ -326,27 +293,15 @@ impl ObjectStore for RedbStore {
         let (okey, _) = self.meta_in(&rtx, pg, oid)?;
         let xattrs = rtx.open_table(XATTRS).map_err(eio("opening xattrs"))?;
         let end = prefix_end(&okey);
-        scan_sub_keys(
-            &xattrs,
-            Bound::Included(&okey),
-            end_bound(&end),
-            okey.len(),
-            usize::MAX,
-        )
+        scan_sub_keys(&xattrs, Bound::Included(&okey), end_bound(&end), okey.len(), usize::MAX)
     }
 
     fn omap_get_header(&self, pg: PgId, oid: &ObjectId) -> Result<Bytes> {
         let rtx = self.begin_read()?;
         let (okey, _) = self.meta_in(&rtx, pg, oid)?;
-        let headers = rtx
-            .open_table(OMAP_HEADERS)
-            .map_err(eio("opening omap headers"))?;
-        let header = headers
-            .get(okey.as_slice())
-            .map_err(eio("reading omap header"))?;
-        Ok(header
-            .map(|h| Bytes::copy_from_slice(h.value()))
-            .unwrap_or_default())
+        let headers = rtx.open_table(OMAP_HEADERS).map_err(eio("opening omap headers"))?;
+        let header = headers.get(okey.as_slice()).map_err(eio("reading omap header"))?;
+        Ok(header.map(|h| Bytes::copy_from_slice(h.value())).unwrap_or_default())
     }
 
     fn omap_get(&self, pg: PgId, oid: &ObjectId, keys: &[String]) -> Result<Vec<(String, Bytes)>> {
@@ -355,10 +310,7 @@ impl ObjectStore for RedbStore {
         let omap = rtx.open_table(OMAP).map_err(eio("opening omap"))?;
         let mut out = Vec::new();
         for key in keys {
-            if let Some(v) = omap
-                .get(sub_key(&okey, key).as_slice())
-                .map_err(eio("reading omap"))?
-            {
+            if let Some(v) = omap.get(sub_key(&okey, key).as_slice()).map_err(eio("reading omap"))? {
                 out.push((key.clone(), Bytes::copy_from_slice(v.value())));
             }
         }
@@ -404,10 +356,7 @@ impl ObjectStore for RedbStore {
         };
         let end = prefix_end(&prefix);
         let mut out = Vec::new();
-        for entry in objects
-            .range::<&[u8]>((lower, end_bound(&end)))
-            .map_err(eio("listing objects"))?
-        {
+        for entry in objects.range::<&[u8]>((lower, end_bound(&end))).map_err(eio("listing objects"))? {
             if out.len() >= max {
                 break;
             }
@@ -439,9 +388,7 @@ impl ObjectStore for RedbStore {
     fn pg_meta(&self, pg: PgId, key: &str) -> Result<Option<Bytes>> {
         let rtx = self.begin_read()?;
         let meta = rtx.open_table(PG_META).map_err(eio("opening pg meta"))?;
-        let value = meta
-            .get(sub_key(&pg_prefix(pg), key).as_slice())
-            .map_err(eio("reading pg meta"))?;
+        let value = meta.get(sub_key(&pg_prefix(pg), key).as_slice()).map_err(eio("reading pg meta"))?;
         Ok(value.map(|v| Bytes::copy_from_slice(v.value())))
     }
 
@@ -464,9 +411,7 @@ impl ObjectStore for RedbStore {
 
     fn used_bytes(&self) -> Result<u64> {
         let rtx = self.begin_read()?;
-        let info = rtx
-            .open_table(STORE_INFO)
-            .map_err(eio("opening store info"))?;
+        let info = rtx.open_table(STORE_INFO).map_err(eio("opening store info"))?;
         writer::get_u64(&info, INFO_USED_BYTES)
     }
 }
@@ -479,30 +424,15 @@ mod tests {
     const PG: PgId = PgId { pool: 1, seed: 2 };
 
     fn open(dir: &Path, chunk_bytes: u32) -> RedbStore {
-        RedbStore::open_with(
-            dir,
-            RedbOptions {
-                chunk_bytes,
-                cache_bytes: 4 << 20,
-            },
-        )
-        .expect("open")
+        RedbStore::open_with(dir, RedbOptions { chunk_bytes, cache_bytes: 4 << 20 }).expect("open")
     }
 
     fn write(name: &str, offset: u64, data: &[u8]) -> Op {
-        Op::Write {
-            pg: PG,
-            oid: ObjectId::new(name),
-            offset,
-            data: Bytes::copy_from_slice(data),
-        }
+        Op::Write { pg: PG, oid: ObjectId::new(name), offset, data: Bytes::copy_from_slice(data) }
     }
 
     fn commit(store: &RedbStore, ops: Vec<Op>) -> Result<()> {
-        store
-            .submit(Transaction { ops })
-            .blocking_recv()
-            .expect("resolved")
+        store.submit(Transaction { ops }).blocking_recv().expect("resolved")
     }
 
     fn stored_chunks(store: &RedbStore, name: &str) -> Vec<(u64, usize)> {
@@ -527,37 +457,16 @@ mod tests {
         let store = open(dir.path(), 32);
         commit(&store, vec![write("obj", 0, &[5u8; 100])]).expect("commit");
         writer::corrupt_chunk_for_test(&store.db, PG, &ObjectId::new("obj"), 1).expect("corrupt");
-        let err = store
-            .read(PG, &ObjectId::new("obj"), 0, 100)
-            .expect_err("corrupt chunk");
+        let err = store.read(PG, &ObjectId::new("obj"), 0, 100).expect_err("corrupt chunk");
         assert_eq!(err.errno, errno::EIO);
-        assert!(
-            err.message.contains("'obj'") && err.message.contains("chunk 1"),
-            "{}",
-            err.message
-        );
+        assert!(err.message.contains("'obj'") && err.message.contains("chunk 1"), "{}", err.message);
         assert!(err.message.contains("checksum mismatch"), "{}", err.message);
         // Chunks around it still read; metadata is intact.
-        assert_eq!(
-            store
-                .read(PG, &ObjectId::new("obj"), 0, 32)
-                .expect("chunk 0"),
-            vec![5u8; 32]
-        );
-        assert_eq!(
-            store
-                .read(PG, &ObjectId::new("obj"), 64, 36)
-                .expect("chunk 2+3"),
-            vec![5u8; 36]
-        );
+        assert_eq!(store.read(PG, &ObjectId::new("obj"), 0, 32).expect("chunk 0"), vec![5u8; 32]);
+        assert_eq!(store.read(PG, &ObjectId::new("obj"), 64, 36).expect("chunk 2+3"), vec![5u8; 36]);
         // A full-chunk overwrite does not read the old chunk, so it repairs it.
         commit(&store, vec![write("obj", 32, &[6u8; 32])]).expect("rewrite chunk");
-        assert_eq!(
-            store
-                .read(PG, &ObjectId::new("obj"), 32, 32)
-                .expect("repaired"),
-            vec![6u8; 32]
-        );
+        assert_eq!(store.read(PG, &ObjectId::new("obj"), 32, 32).expect("repaired"), vec![6u8; 32]);
     }
 
     #[test]
@@ -567,17 +476,11 @@ mod tests {
         commit(&store, vec![write("bad", 0, &[1u8; 64])]).expect("commit");
         writer::corrupt_chunk_for_test(&store.db, PG, &ObjectId::new("bad"), 0).expect("corrupt");
         let txns = vec![
-            Transaction {
-                ops: vec![write("a", 0, b"first")],
-            },
+            Transaction { ops: vec![write("a", 0, b"first")] },
             // Passes validation; its partial overwrite must read the corrupt chunk and fails
             // after its first op was applied.
-            Transaction {
-                ops: vec![write("half", 0, b"x"), write("bad", 3, b"yy")],
-            },
-            Transaction {
-                ops: vec![write("c", 0, b"third")],
-            },
+            Transaction { ops: vec![write("half", 0, b"x"), write("bad", 3, b"yy")] },
+            Transaction { ops: vec![write("c", 0, b"third")] },
         ];
         let results: Vec<Option<i32>> = store
             .submit_many(txns)
@@ -585,19 +488,9 @@ mod tests {
             .map(|rx| rx.blocking_recv().expect("resolved").err().map(|e| e.errno))
             .collect();
         assert_eq!(results, [None, Some(errno::EIO), None]);
-        assert_eq!(
-            store.stat(PG, &ObjectId::new("half")).expect("stat"),
-            None,
-            "no half transaction"
-        );
-        assert_eq!(
-            store.read(PG, &ObjectId::new("a"), 0, 10).expect("a"),
-            &b"first"[..]
-        );
-        assert_eq!(
-            store.read(PG, &ObjectId::new("c"), 0, 10).expect("c"),
-            &b"third"[..]
-        );
+        assert_eq!(store.stat(PG, &ObjectId::new("half")).expect("stat"), None, "no half transaction");
+        assert_eq!(store.read(PG, &ObjectId::new("a"), 0, 10).expect("a"), &b"first"[..]);
+        assert_eq!(store.read(PG, &ObjectId::new("c"), 0, 10).expect("c"), &b"third"[..]);
         let stats = store.commit_stats();
         assert!(stats.replays >= 1, "{stats:?}");
         assert_eq!(stats.txns_failed, 1);
@@ -608,35 +501,20 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = open(dir.path(), 16);
         commit(&store, vec![write("o", 0, &[9u8; 64])]).expect("commit");
-        assert_eq!(
-            stored_chunks(&store, "o"),
-            [(0, 16), (1, 16), (2, 16), (3, 16)]
-        );
-        let zero = |offset, len| Op::Zero {
-            pg: PG,
-            oid: ObjectId::new("o"),
-            offset,
-            len,
-        };
+        assert_eq!(stored_chunks(&store, "o"), [(0, 16), (1, 16), (2, 16), (3, 16)]);
+        let zero = |offset, len| Op::Zero { pg: PG, oid: ObjectId::new("o"), offset, len };
         commit(&store, vec![zero(16, 16)]).expect("zero one chunk");
         assert_eq!(stored_chunks(&store, "o"), [(0, 16), (2, 16), (3, 16)]);
         commit(&store, vec![zero(40, 100)]).expect("zero the tail");
         assert_eq!(stored_chunks(&store, "o"), [(0, 16), (2, 8)]);
         commit(&store, vec![zero(2, 4)]).expect("zero inside a chunk");
         assert_eq!(stored_chunks(&store, "o"), [(0, 16), (2, 8)]);
-        let truncate = Op::Truncate {
-            pg: PG,
-            oid: ObjectId::new("o"),
-            size: 10,
-        };
+        let truncate = Op::Truncate { pg: PG, oid: ObjectId::new("o"), size: 10 };
         commit(&store, vec![truncate]).expect("truncate");
         assert_eq!(stored_chunks(&store, "o"), [(0, 10)]);
         let mut want = vec![9u8; 10];
         want[2..6].fill(0);
-        assert_eq!(
-            store.read(PG, &ObjectId::new("o"), 0, 100).expect("read"),
-            want
-        );
+        assert_eq!(store.read(PG, &ObjectId::new("o"), 0, 100).expect("read"), want);
         // Sparse write: only the touched chunk is stored.
         commit(&store, vec![write("sparse", 1000, b"z")]).expect("sparse");
         assert_eq!(stored_chunks(&store, "sparse"), [(62, 9)]);
@@ -648,17 +526,11 @@ mod tests {
         let receivers = {
             let store = open(dir.path(), 64);
             (0..20u64)
-                .map(|i| {
-                    store.submit(Transaction {
-                        ops: vec![write(&format!("o{i}"), 0, b"x")],
-                    })
-                })
+                .map(|i| store.submit(Transaction { ops: vec![write(&format!("o{i}"), 0, b"x")] }))
                 .collect::<Vec<_>>()
         };
         for rx in receivers {
-            rx.blocking_recv()
-                .expect("resolved")
-                .expect("committed before close");
+            rx.blocking_recv().expect("resolved").expect("committed before close");
         }
         let store = open(dir.path(), 64);
         assert_eq!(store.list_objects(PG, None, 100).expect("list").len(), 20);

@@ -29,20 +29,12 @@ pub fn payload_bytes(txn: &Transaction) -> u64 {
         .iter()
         .map(|op| match op {
             Op::Write { oid, data, .. } => oid_len(oid) + data.len() as u64,
-            Op::SetXattr {
-                oid, key, value, ..
-            } => oid_len(oid) + (key.len() + value.len()) as u64,
+            Op::SetXattr { oid, key, value, .. } => oid_len(oid) + (key.len() + value.len()) as u64,
             Op::RmXattr { oid, key, .. } => oid_len(oid) + key.len() as u64,
             Op::OmapSet { oid, entries, .. } => {
-                oid_len(oid)
-                    + entries
-                        .iter()
-                        .map(|(k, v)| (k.len() + v.len()) as u64)
-                        .sum::<u64>()
+                oid_len(oid) + entries.iter().map(|(k, v)| (k.len() + v.len()) as u64).sum::<u64>()
             }
-            Op::OmapRm { oid, keys, .. } => {
-                oid_len(oid) + keys.iter().map(|k| k.len() as u64).sum::<u64>()
-            }
+            Op::OmapRm { oid, keys, .. } => oid_len(oid) + keys.iter().map(|k| k.len() as u64).sum::<u64>(),
             Op::OmapSetHeader { oid, header, .. } => oid_len(oid) + header.len() as u64,
             Op::Touch { oid, .. }
             | Op::Zero { oid, .. }
@@ -51,9 +43,7 @@ pub fn payload_bytes(txn: &Transaction) -> u64 {
             | Op::SetMeta { oid, .. }
             | Op::OmapClear { oid, .. } => oid_len(oid),
             Op::LogAppend { entry, .. } => entry.len() as u64,
-            Op::PgMetaSet { key, value, .. } | Op::MetaSet { key, value } => {
-                (key.len() + value.len()) as u64
-            }
+            Op::PgMetaSet { key, value, .. } | Op::MetaSet { key, value } => (key.len() + value.len()) as u64,
             Op::LogTrim { .. } | Op::LogTruncate { .. } | Op::RemovePg { .. } => 0,
         })
         .sum()
@@ -64,10 +54,7 @@ pub(crate) fn check(txn: &Transaction, view: &dyn LogView) -> Result<()> {
     if txn.ops.len() > MAX_TXN_OPS {
         return Err(Error::new(
             errno::E2BIG,
-            format!(
-                "transaction has {} ops, more than the limit of {MAX_TXN_OPS}",
-                txn.ops.len()
-            ),
+            format!("transaction has {} ops, more than the limit of {MAX_TXN_OPS}", txn.ops.len()),
         ));
     }
     let payload = payload_bytes(txn);
@@ -85,18 +72,14 @@ pub(crate) fn check(txn: &Transaction, view: &dyn LogView) -> Result<()> {
 
 fn check_op(op: &Op) -> Result<()> {
     match op {
-        Op::Write {
-            oid, offset, data, ..
-        } => {
+        Op::Write { oid, offset, data, .. } => {
             oid.validate()?;
             let end = end_of(*offset, data.len() as u64)?;
             if !data.is_empty() && end > MAX_OBJECT_SIZE_BYTES {
                 return Err(too_big(oid, end));
             }
         }
-        Op::Zero {
-            oid, offset, len, ..
-        } => {
+        Op::Zero { oid, offset, len, .. } => {
             oid.validate()?;
             end_of(*offset, *len)?;
         }
@@ -106,9 +89,7 @@ fn check_op(op: &Op) -> Result<()> {
                 return Err(too_big(oid, *size));
             }
         }
-        Op::SetXattr {
-            oid, key, value, ..
-        } => {
+        Op::SetXattr { oid, key, value, .. } => {
             oid.validate()?;
             check_key(key)?;
             if value.len() > MAX_XATTR_VALUE_BYTES {
@@ -139,18 +120,13 @@ fn check_op(op: &Op) -> Result<()> {
         | Op::OmapClear { oid, .. }
         | Op::OmapSetHeader { oid, .. } => oid.validate()?,
         Op::PgMetaSet { key, .. } | Op::MetaSet { key, .. } => check_key(key)?,
-        Op::LogAppend { .. }
-        | Op::LogTrim { .. }
-        | Op::LogTruncate { .. }
-        | Op::RemovePg { .. } => {}
+        Op::LogAppend { .. } | Op::LogTrim { .. } | Op::LogTruncate { .. } | Op::RemovePg { .. } => {}
     }
     Ok(())
 }
 
 fn end_of(offset: u64, len: u64) -> Result<u64> {
-    offset
-        .checked_add(len)
-        .ok_or_else(|| Error::einval(format!("extent {offset}~{len} overflows")))
+    offset.checked_add(len).ok_or_else(|| Error::einval(format!("extent {offset}~{len} overflows")))
 }
 
 fn too_big(oid: &ObjectId, size: u64) -> Error {
@@ -164,10 +140,7 @@ fn check_key(key: &str) -> Result<()> {
     if key.len() > MAX_KEY_BYTES {
         return Err(Error::new(
             errno::ENAMETOOLONG,
-            format!(
-                "key is {} bytes, longer than the limit of {MAX_KEY_BYTES}",
-                key.len()
-            ),
+            format!("key is {} bytes, longer than the limit of {MAX_KEY_BYTES}", key.len()),
         ));
     }
     Ok(())
@@ -191,8 +164,7 @@ impl LogOverlay {
         let base = if self.base_removed {
             None
         } else {
-            view.log_last(pg, self.base_at_most)?
-                .filter(|v| self.base_trimmed.is_none_or(|t| *v > t))
+            view.log_last(pg, self.base_at_most)?.filter(|v| self.base_trimmed.is_none_or(|t| *v > t))
         };
         Ok(base.max(self.appended.last().copied()))
     }
@@ -226,13 +198,7 @@ fn check_log_order(txn: &Transaction, view: &dyn LogView) -> Result<()> {
                 log.appended.retain(|v| v <= after);
             }
             Op::RemovePg { pg } => {
-                logs.insert(
-                    *pg,
-                    LogOverlay {
-                        base_removed: true,
-                        ..LogOverlay::default()
-                    },
-                );
+                logs.insert(*pg, LogOverlay { base_removed: true, ..LogOverlay::default() });
             }
             _ => {}
         }
@@ -270,45 +236,28 @@ mod tests {
     }
 
     fn append(seq: u64) -> Op {
-        Op::LogAppend {
-            pg: PG,
-            version: v(seq),
-            entry: Bytes::new(),
-        }
+        Op::LogAppend { pg: PG, version: v(seq), entry: Bytes::new() }
     }
 
     #[test]
     fn append_must_follow_stored_and_appended_entries() {
         let stored = Stored(vec![1, 2, 5]);
         assert!(check(&txn(vec![append(6), append(7)]), &stored).is_ok());
-        assert_eq!(
-            check(&txn(vec![append(5)]), &stored).map_err(|e| e.errno),
-            Err(errno::EINVAL)
-        );
+        assert_eq!(check(&txn(vec![append(5)]), &stored).map_err(|e| e.errno), Err(errno::EINVAL));
         assert!(check(&txn(vec![append(6), append(6)]), &stored).is_err());
     }
 
     #[test]
     fn truncate_trim_and_remove_reopen_older_versions() {
         let stored = Stored(vec![1, 2, 5]);
-        let truncate = Op::LogTruncate {
-            pg: PG,
-            after: v(4),
-        };
+        let truncate = Op::LogTruncate { pg: PG, after: v(4) };
         assert!(check(&txn(vec![truncate.clone(), append(3)]), &stored).is_ok());
         assert!(check(&txn(vec![truncate, append(2)]), &stored).is_err());
         let trim = Op::LogTrim { pg: PG, upto: v(5) };
         assert!(check(&txn(vec![trim, append(4)]), &stored).is_ok());
         assert!(check(&txn(vec![Op::RemovePg { pg: PG }, append(1)]), &stored).is_ok());
         // A truncate also drops what this transaction appended after the bound.
-        let ops = vec![
-            append(9),
-            Op::LogTruncate {
-                pg: PG,
-                after: v(6),
-            },
-            append(7),
-        ];
+        let ops = vec![append(9), Op::LogTruncate { pg: PG, after: v(6) }, append(7)];
         assert!(check(&txn(ops), &stored).is_ok());
     }
 
@@ -324,35 +273,15 @@ mod tests {
         };
         let errno_of = |op: Op| check(&txn(vec![op]), &stored).err().map(|e| e.errno);
         assert_eq!(errno_of(write(MAX_OBJECT_SIZE_BYTES - 1, 1)), None);
-        assert_eq!(
-            errno_of(write(MAX_OBJECT_SIZE_BYTES, 1)),
-            Some(errno::EFBIG)
-        );
+        assert_eq!(errno_of(write(MAX_OBJECT_SIZE_BYTES, 1)), Some(errno::EFBIG));
         assert_eq!(errno_of(write(u64::MAX, 1)), Some(errno::EINVAL));
-        let zero = Op::Zero {
-            pg: PG,
-            oid: oid.clone(),
-            offset: u64::MAX,
-            len: 2,
-        };
+        let zero = Op::Zero { pg: PG, oid: oid.clone(), offset: u64::MAX, len: 2 };
         assert_eq!(errno_of(zero), Some(errno::EINVAL));
-        let truncate = Op::Truncate {
-            pg: PG,
-            oid: oid.clone(),
-            size: MAX_OBJECT_SIZE_BYTES + 1,
-        };
+        let truncate = Op::Truncate { pg: PG, oid: oid.clone(), size: MAX_OBJECT_SIZE_BYTES + 1 };
         assert_eq!(errno_of(truncate), Some(errno::EFBIG));
-        let touch = Op::Touch {
-            pg: PG,
-            oid: ObjectId::new(""),
-        };
+        let touch = Op::Touch { pg: PG, oid: ObjectId::new("") };
         assert_eq!(errno_of(touch), Some(errno::EINVAL));
-        let xattr = Op::SetXattr {
-            pg: PG,
-            oid,
-            key: "k".repeat(MAX_KEY_BYTES + 1),
-            value: Bytes::new(),
-        };
+        let xattr = Op::SetXattr { pg: PG, oid, key: "k".repeat(MAX_KEY_BYTES + 1), value: Bytes::new() };
         assert_eq!(errno_of(xattr), Some(errno::ENAMETOOLONG));
     }
 }

@@ -15,10 +15,7 @@ use std::time::{Duration, Instant};
 const PG: PgId = PgId { pool: 2, seed: 3 };
 
 fn options(chunk_bytes: u32) -> RedbOptions {
-    RedbOptions {
-        chunk_bytes,
-        cache_bytes: 8 << 20,
-    }
+    RedbOptions { chunk_bytes, cache_bytes: 8 << 20 }
 }
 
 fn oid(name: &str) -> ObjectId {
@@ -26,10 +23,7 @@ fn oid(name: &str) -> ObjectId {
 }
 
 fn commit(store: &dyn ObjectStore, ops: Vec<Op>) -> Result<()> {
-    store
-        .submit(Transaction { ops })
-        .blocking_recv()
-        .expect("store dropped a transaction")
+    store.submit(Transaction { ops }).blocking_recv().expect("store dropped a transaction")
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -79,17 +73,12 @@ fn txns_strategy() -> impl Strategy<Value = Vec<Vec<Op>>> {
 /// Applies a transaction to the model: all ops, or none if one is invalid. Returns whether it
 /// applied.
 fn model_apply(model: &mut Model, ops: &[Op]) -> bool {
-    if ops
-        .iter()
-        .any(|op| matches!(op, Op::Truncate { size, .. } if *size > MAX_OBJECT_SIZE_BYTES))
-    {
+    if ops.iter().any(|op| matches!(op, Op::Truncate { size, .. } if *size > MAX_OBJECT_SIZE_BYTES)) {
         return false;
     }
     for op in ops {
         match op {
-            Op::Write {
-                oid, offset, data, ..
-            } => {
+            Op::Write { oid, offset, data, .. } => {
                 let obj = model.entry(oid.name.clone()).or_default();
                 if !data.is_empty() {
                     let end = *offset as usize + data.len();
@@ -99,33 +88,23 @@ fn model_apply(model: &mut Model, ops: &[Op]) -> bool {
                     obj.data[*offset as usize..end].copy_from_slice(data);
                 }
             }
-            Op::Zero {
-                oid, offset, len, ..
-            } => {
+            Op::Zero { oid, offset, len, .. } => {
                 let obj = model.entry(oid.name.clone()).or_default();
                 let end = (offset + len).min(obj.data.len() as u64) as usize;
                 let start = (*offset as usize).min(end);
                 obj.data[start..end].fill(0);
             }
-            Op::Truncate { oid, size, .. } => model
-                .entry(oid.name.clone())
-                .or_default()
-                .data
-                .resize(*size as usize, 0),
+            Op::Truncate { oid, size, .. } => {
+                model.entry(oid.name.clone()).or_default().data.resize(*size as usize, 0)
+            }
             Op::Remove { oid, .. } => {
                 model.remove(&oid.name);
             }
             Op::Touch { oid, .. } => {
                 model.entry(oid.name.clone()).or_default();
             }
-            Op::SetXattr {
-                oid, key, value, ..
-            } => {
-                model
-                    .entry(oid.name.clone())
-                    .or_default()
-                    .xattrs
-                    .insert(key.clone(), value.clone());
+            Op::SetXattr { oid, key, value, .. } => {
+                model.entry(oid.name.clone()).or_default().xattrs.insert(key.clone(), value.clone());
             }
             Op::RmXattr { oid, key, .. } => {
                 if let Some(obj) = model.get_mut(&oid.name) {
@@ -133,11 +112,7 @@ fn model_apply(model: &mut Model, ops: &[Op]) -> bool {
                 }
             }
             Op::OmapSet { oid, entries, .. } => {
-                model
-                    .entry(oid.name.clone())
-                    .or_default()
-                    .omap
-                    .extend(entries.iter().cloned());
+                model.entry(oid.name.clone()).or_default().omap.extend(entries.iter().cloned());
             }
             Op::OmapRm { oid, keys, .. } => {
                 if let Some(obj) = model.get_mut(&oid.name) {
@@ -164,27 +139,12 @@ fn model_apply(model: &mut Model, ops: &[Op]) -> bool {
 fn observe(store: &dyn ObjectStore) -> Model {
     let mut seen = Model::new();
     for (id, meta) in store.list_objects(PG, None, usize::MAX).expect("list") {
-        let data = store
-            .read(PG, &id, 0, meta.size + 10)
-            .expect("read")
-            .to_vec();
-        assert_eq!(
-            data.len() as u64,
-            meta.size,
-            "read length vs stat size of {id}"
-        );
+        let data = store.read(PG, &id, 0, meta.size + 10).expect("read").to_vec();
+        assert_eq!(data.len() as u64, meta.size, "read length vs stat size of {id}");
         let obj = ModelObject {
             data,
-            xattrs: store
-                .list_xattrs(PG, &id)
-                .expect("xattrs")
-                .into_iter()
-                .collect(),
-            omap: store
-                .omap_list(PG, &id, "", "", usize::MAX)
-                .expect("omap")
-                .into_iter()
-                .collect(),
+            xattrs: store.list_xattrs(PG, &id).expect("xattrs").into_iter().collect(),
+            omap: store.omap_list(PG, &id, "", "", usize::MAX).expect("omap").into_iter().collect(),
             header: store.omap_get_header(PG, &id).expect("header"),
         };
         seen.insert(id.name, obj);
@@ -197,21 +157,12 @@ fn used_bytes_of(model: &Model) -> u64 {
 }
 
 /// One transaction at a time, checking the whole state after each.
-fn check_stepwise(
-    store: &dyn ObjectStore,
-    txns: &[Vec<Op>],
-) -> std::result::Result<(), TestCaseError> {
+fn check_stepwise(store: &dyn ObjectStore, txns: &[Vec<Op>]) -> std::result::Result<(), TestCaseError> {
     let mut model = Model::new();
     for ops in txns {
         let applied = model_apply(&mut model, ops);
         let result = commit(store, ops.clone());
-        prop_assert_eq!(
-            result.is_ok(),
-            applied,
-            "outcome of {:?}: {:?}",
-            ops,
-            result
-        );
+        prop_assert_eq!(result.is_ok(), applied, "outcome of {:?}: {:?}", ops, result);
         prop_assert_eq!(&observe(store), &model, "after {:?}", ops);
         prop_assert_eq!(store.used_bytes().expect("used"), used_bytes_of(&model));
     }
@@ -219,24 +170,12 @@ fn check_stepwise(
 }
 
 /// Everything submitted at once (group commit, failures mid-batch), checked at the end.
-fn check_pipelined(
-    store: &dyn ObjectStore,
-    txns: &[Vec<Op>],
-) -> std::result::Result<(), TestCaseError> {
+fn check_pipelined(store: &dyn ObjectStore, txns: &[Vec<Op>]) -> std::result::Result<(), TestCaseError> {
     let mut model = Model::new();
-    let expected: Vec<bool> = txns
-        .iter()
-        .map(|ops| model_apply(&mut model, ops))
-        .collect();
-    let receivers = store.submit_many(
-        txns.iter()
-            .map(|ops| Transaction { ops: ops.clone() })
-            .collect(),
-    );
-    let outcomes: Vec<bool> = receivers
-        .into_iter()
-        .map(|rx| rx.blocking_recv().expect("resolved").is_ok())
-        .collect();
+    let expected: Vec<bool> = txns.iter().map(|ops| model_apply(&mut model, ops)).collect();
+    let receivers = store.submit_many(txns.iter().map(|ops| Transaction { ops: ops.clone() }).collect());
+    let outcomes: Vec<bool> =
+        receivers.into_iter().map(|rx| rx.blocking_recv().expect("resolved").is_ok()).collect();
     prop_assert_eq!(outcomes, expected);
     prop_assert_eq!(observe(store), model);
     Ok(())
@@ -279,37 +218,19 @@ fn reopen_keeps_committed_state_and_chunk_size() {
         commit(
             &store,
             vec![
-                Op::Write {
-                    pg: PG,
-                    oid: oid("o"),
-                    offset: 0,
-                    data: Bytes::from(data.clone()),
-                },
-                Op::SetXattr {
-                    pg: PG,
-                    oid: oid("o"),
-                    key: "x".into(),
-                    value: Bytes::from_static(b"1"),
-                },
+                Op::Write { pg: PG, oid: oid("o"), offset: 0, data: Bytes::from(data.clone()) },
+                Op::SetXattr { pg: PG, oid: oid("o"), key: "x".into(), value: Bytes::from_static(b"1") },
                 Op::LogAppend {
                     pg: PG,
                     version: Version { epoch: 1, seq: 1 },
                     entry: Bytes::from_static(b"e"),
                 },
-                Op::MetaSet {
-                    key: "superblock".into(),
-                    value: Bytes::from_static(b"sb"),
-                },
+                Op::MetaSet { key: "superblock".into(), value: Bytes::from_static(b"sb") },
             ],
         )
         .expect("commit");
         // Queued but not waited for: dropping the store still commits it.
-        drop(store.submit(Transaction {
-            ops: vec![Op::Touch {
-                pg: PG,
-                oid: oid("late"),
-            }],
-        }));
+        drop(store.submit(Transaction { ops: vec![Op::Touch { pg: PG, oid: oid("late") }] }));
         assert_eq!(
             RedbStore::open(dir.path()).err().map(|e| e.errno),
             Some(errno::EBUSY),
@@ -318,30 +239,11 @@ fn reopen_keeps_committed_state_and_chunk_size() {
     }
     assert!(dir.path().join(STORE_FILE_NAME).exists());
     let store = RedbStore::open_with(dir.path(), options(4096)).expect("reopen");
-    assert_eq!(
-        store.chunk_bytes(),
-        32,
-        "an existing store keeps its chunk size"
-    );
-    assert_eq!(
-        store.read(PG, &oid("o"), 0, 1000).expect("read").to_vec(),
-        data
-    );
-    assert_eq!(
-        store.get_xattr(PG, &oid("o"), "x").expect("xattr"),
-        Bytes::from_static(b"1")
-    );
-    assert_eq!(
-        store
-            .log_entries(PG, Version::default())
-            .expect("log")
-            .len(),
-        1
-    );
-    assert_eq!(
-        store.meta("superblock").expect("meta"),
-        Some(Bytes::from_static(b"sb"))
-    );
+    assert_eq!(store.chunk_bytes(), 32, "an existing store keeps its chunk size");
+    assert_eq!(store.read(PG, &oid("o"), 0, 1000).expect("read").to_vec(), data);
+    assert_eq!(store.get_xattr(PG, &oid("o"), "x").expect("xattr"), Bytes::from_static(b"1"));
+    assert_eq!(store.log_entries(PG, Version::default()).expect("log").len(), 1);
+    assert_eq!(store.meta("superblock").expect("meta"), Some(Bytes::from_static(b"sb")));
     assert!(store.stat(PG, &oid("late")).expect("stat").is_some());
     assert_eq!(store.used_bytes().expect("used"), 200);
     assert!(store.file_bytes().expect("file size") > 0);
@@ -351,9 +253,7 @@ fn reopen_keeps_committed_state_and_chunk_size() {
 fn bad_chunk_sizes_are_refused() {
     let dir = tempfile::tempdir().expect("tempdir");
     for chunk_bytes in [0, 7, (1 << 20) + 1] {
-        let err = RedbStore::open_with(dir.path(), options(chunk_bytes))
-            .err()
-            .expect("refused");
+        let err = RedbStore::open_with(dir.path(), options(chunk_bytes)).err().expect("refused");
         assert_eq!(err.errno, errno::EINVAL);
     }
 }
@@ -377,14 +277,8 @@ fn many_in_flight_share_commits() {
     }
     let stats = store.commit_stats();
     assert_eq!(stats.txns_committed, 200);
-    assert!(
-        stats.batches < 200 / 4,
-        "group commit should batch: {stats:?}"
-    );
-    assert_eq!(
-        &store.read(PG, &oid("o9"), 199 * 8, 8).expect("read")[..],
-        &199u64.to_le_bytes()
-    );
+    assert!(stats.batches < 200 / 4, "group commit should batch: {stats:?}");
+    assert_eq!(&store.read(PG, &oid("o9"), 199 * 8, 8).expect("read")[..], &199u64.to_le_bytes());
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -396,36 +290,17 @@ const CRASH_IN_FLIGHT: usize = 8;
 
 fn crash_payload(seq: u64) -> Bytes {
     // 100 bytes: spans two 64-byte chunks, so a torn write would show.
-    Bytes::from(
-        seq.to_le_bytes()
-            .iter()
-            .copied()
-            .cycle()
-            .take(100)
-            .collect::<Vec<u8>>(),
-    )
+    Bytes::from(seq.to_le_bytes().iter().copied().cycle().take(100).collect::<Vec<u8>>())
 }
 
 fn crash_txn(seq: u64) -> Transaction {
     let payload = crash_payload(seq);
-    let write = |name: &str| Op::Write {
-        pg: PG,
-        oid: oid(name),
-        offset: 0,
-        data: payload.clone(),
-    };
+    let write = |name: &str| Op::Write { pg: PG, oid: oid(name), offset: 0, data: payload.clone() };
     Transaction {
         ops: vec![
             write("a"),
             write(&format!("s{seq}")),
-            Op::LogAppend {
-                pg: PG,
-                version: Version {
-                    epoch: 1,
-                    seq: seq + 1,
-                },
-                entry: payload.clone(),
-            },
+            Op::LogAppend { pg: PG, version: Version { epoch: 1, seq: seq + 1 }, entry: payload.clone() },
             write("b"),
         ],
     }
@@ -440,12 +315,8 @@ fn crash_child() {
     let Ok(dir) = std::env::var(CRASH_CHILD_ENV) else {
         return;
     };
-    let store =
-        RedbStore::open_with(Path::new(&dir), options(CRASH_CHUNK_BYTES)).expect("child open");
-    let first = store
-        .log_entries(PG, Version::default())
-        .expect("log")
-        .len() as u64;
+    let store = RedbStore::open_with(Path::new(&dir), options(CRASH_CHUNK_BYTES)).expect("child open");
+    let first = store.log_entries(PG, Version::default()).expect("log").len() as u64;
     let mut in_flight = std::collections::VecDeque::new();
     for seq in first.. {
         in_flight.push_back((seq, store.submit(crash_txn(seq))));
@@ -465,13 +336,7 @@ fn crash_child() {
 fn run_child_and_kill(dir: &Path, min_acks: usize, extra_delay: Duration) -> Vec<u64> {
     let exe = std::env::current_exe().expect("test binary");
     let mut child = std::process::Command::new(exe)
-        .args([
-            "--exact",
-            "crash_child",
-            "--ignored",
-            "--nocapture",
-            "--test-threads=1",
-        ])
+        .args(["--exact", "crash_child", "--ignored", "--nocapture", "--test-threads=1"])
         .env(CRASH_CHILD_ENV, dir)
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::null())
@@ -482,10 +347,7 @@ fn run_child_and_kill(dir: &Path, min_acks: usize, extra_delay: Duration) -> Vec
     let reader = std::thread::spawn(move || {
         for line in std::io::BufReader::new(stdout).lines() {
             let Ok(line) = line else { break };
-            if let Some(n) = line
-                .strip_prefix("ACK ")
-                .and_then(|n| n.trim().parse().ok())
-            {
+            if let Some(n) = line.strip_prefix("ACK ").and_then(|n| n.trim().parse().ok()) {
                 if ack_tx.send(n).is_err() {
                     break;
                 }
@@ -518,30 +380,18 @@ fn check_after_crash(dir: &Path, acked: &[u64]) -> u64 {
         assert_eq!(*entry, crash_payload(i as u64));
     }
     let max_acked = acked.iter().copied().max().expect("some acks");
-    assert!(
-        committed > max_acked,
-        "acked up to {max_acked} but only {committed} survived"
-    );
+    assert!(committed > max_acked, "acked up to {max_acked} but only {committed} survived");
     for seq in 0..committed {
-        let data = store
-            .read(PG, &oid(&format!("s{seq}")), 0, 1000)
-            .expect("acked object");
+        let data = store.read(PG, &oid(&format!("s{seq}")), 0, 1000).expect("acked object");
         assert_eq!(data, crash_payload(seq), "object of txn {seq}");
     }
     for seq in committed..committed + CRASH_IN_FLIGHT as u64 + 2 {
         let stat = store.stat(PG, &oid(&format!("s{seq}"))).expect("stat");
-        assert_eq!(
-            stat, None,
-            "txn {seq} is half there: its object without its log entry"
-        );
+        assert_eq!(stat, None, "txn {seq} is half there: its object without its log entry");
     }
     let last = crash_payload(committed - 1);
     assert_eq!(store.read(PG, &oid("a"), 0, 1000).expect("a"), last);
-    assert_eq!(
-        store.read(PG, &oid("b"), 0, 1000).expect("b"),
-        last,
-        "a and b from one txn"
-    );
+    assert_eq!(store.read(PG, &oid("b"), 0, 1000).expect("b"), last, "a and b from one txn");
     assert_eq!(store.used_bytes().expect("used"), (committed + 2) * 100);
     committed
 }
@@ -553,15 +403,8 @@ fn crash_loses_no_acknowledged_transaction() {
     // Several rounds: each child resumes the store the previous one was killed over.
     for (round, delay_ms) in [0u64, 3, 11].into_iter().enumerate() {
         let acked = run_child_and_kill(dir.path(), 40, Duration::from_millis(delay_ms));
-        assert!(
-            acked.len() >= 40,
-            "round {round}: child acknowledged only {}",
-            acked.len()
-        );
-        assert!(
-            acked.iter().all(|&n| n >= survived),
-            "round {round} redid committed work"
-        );
+        assert!(acked.len() >= 40, "round {round}: child acknowledged only {}", acked.len());
+        assert!(acked.iter().all(|&n| n >= survived), "round {round} redid committed work");
         let committed = check_after_crash(dir.path(), &acked);
         println!(
             "round {round}: {} acknowledged, {} committed in total, {} committed but unacked",
@@ -585,27 +428,13 @@ fn measure_4k_overwrites() {
     const TXNS: u64 = 2000;
     for chunk_bytes in [4096u32, 16 << 10, 64 << 10] {
         let dir = tempfile::tempdir().expect("tempdir");
-        let store = RedbStore::open_with(
-            dir.path(),
-            RedbOptions {
-                chunk_bytes,
-                cache_bytes: 256 << 20,
-            },
-        )
-        .expect("open");
+        let store = RedbStore::open_with(dir.path(), RedbOptions { chunk_bytes, cache_bytes: 256 << 20 })
+            .expect("open");
         // Prefill so overwrites hit existing chunks.
         for o in 0..OBJECTS {
             let data = Bytes::from(vec![1u8; OBJECT_BYTES as usize]);
-            commit(
-                &store,
-                vec![Op::Write {
-                    pg: PG,
-                    oid: oid(&format!("o{o}")),
-                    offset: 0,
-                    data,
-                }],
-            )
-            .expect("prefill");
+            commit(&store, vec![Op::Write { pg: PG, oid: oid(&format!("o{o}")), offset: 0, data }])
+                .expect("prefill");
         }
         for in_flight in [1usize, 32] {
             let mut seq = 0u64;
@@ -655,22 +484,14 @@ fn measure_4k_overwrites() {
             }
             let secs = start.elapsed().as_secs_f64();
             let after = store.commit_stats();
-            commit(
-                &store,
-                vec![Op::LogTrim {
-                    pg: PG,
-                    upto: Version {
-                        epoch: 1,
-                        seq: u64::MAX,
-                    },
-                }],
-            )
-            .expect("trim");
+            commit(&store, vec![Op::LogTrim { pg: PG, upto: Version { epoch: 1, seq: u64::MAX } }])
+                .expect("trim");
             println!(
                 "chunk {:>6} B, {in_flight:>2} in flight: {:>7.0} txns/s, {:.1} txns/commit, file {} MiB",
                 chunk_bytes,
                 TXNS as f64 / secs,
-                (after.txns_committed - before.txns_committed) as f64 / (after.batches - before.batches) as f64,
+                (after.txns_committed - before.txns_committed) as f64
+                    / (after.batches - before.batches) as f64,
                 store.file_bytes().expect("size") >> 20,
             );
         }

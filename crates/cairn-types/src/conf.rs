@@ -61,11 +61,7 @@ pub struct Section {
 
 impl Section {
     fn new(name: String) -> Self {
-        Section {
-            name,
-            entries: Vec::new(),
-            index: HashMap::new(),
-        }
+        Section { name, entries: Vec::new(), index: HashMap::new() }
     }
 
     pub fn name(&self) -> &str {
@@ -79,15 +75,11 @@ impl Section {
 
     /// `(key, raw value)` pairs in file order, keys as last written.
     pub fn entries(&self) -> impl Iterator<Item = (&str, &str)> + '_ {
-        self.entries
-            .iter()
-            .map(|e| (e.key.as_str(), e.value.as_str()))
+        self.entries.iter().map(|e| (e.key.as_str(), e.value.as_str()))
     }
 
     fn find(&self, norm: &str) -> Option<&str> {
-        self.index
-            .get(norm)
-            .map(|&i| self.entries[i].value.as_str())
+        self.index.get(norm).map(|&i| self.entries[i].value.as_str())
     }
 
     fn insert(&mut self, key: &str, value: String) {
@@ -99,11 +91,7 @@ impl Section {
             }
             None => {
                 self.index.insert(norm.clone(), self.entries.len());
-                self.entries.push(Entry {
-                    key: key.to_string(),
-                    norm,
-                    value,
-                });
+                self.entries.push(Entry { key: key.to_string(), norm, value });
             }
         }
     }
@@ -156,12 +144,7 @@ impl Default for Conf {
     fn default() -> Self {
         let mut defaults = Section::new(String::new());
         defaults.insert("run_dir", "/var/run/$cluster".to_string());
-        Conf {
-            sections: Vec::new(),
-            index: HashMap::new(),
-            defaults,
-            cluster: DEFAULT_CLUSTER.to_string(),
-        }
+        Conf { sections: Vec::new(), index: HashMap::new(), defaults, cluster: DEFAULT_CLUSTER.to_string() }
     }
 }
 
@@ -183,10 +166,7 @@ impl Conf {
         }
         match std::str::from_utf8(bytes) {
             Ok(text) => Conf::parse(text),
-            Err(e) => Err(Error::einval(format!(
-                "line {}: invalid UTF-8",
-                line_of(bytes, e.valid_up_to())
-            ))),
+            Err(e) => Err(Error::einval(format!("line {}: invalid UTF-8", line_of(bytes, e.valid_up_to())))),
         }
     }
 
@@ -196,21 +176,14 @@ impl Conf {
         let io_err = |e: std::io::Error| {
             let e = Error::from(e);
             let text = Error::strerror(e.errno);
-            Error::new(
-                e.errno,
-                format!("cannot read config file {}: {text}", path.display()),
-            )
+            Error::new(e.errno, format!("cannot read config file {}: {text}", path.display()))
         };
         let file = std::fs::File::open(path).map_err(io_err)?;
         let mut bytes = Vec::new();
-        file.take(MAX_FILE_BYTES as u64 + 1)
-            .read_to_end(&mut bytes)
-            .map_err(io_err)?;
+        file.take(MAX_FILE_BYTES as u64 + 1).read_to_end(&mut bytes).map_err(io_err)?;
         let mut conf = Conf::parse_bytes(&bytes)
             .map_err(|e| Error::new(e.errno, format!("{}: {}", path.display(), e.message)))?;
-        conf.cluster = cluster_from_path(path)
-            .unwrap_or(DEFAULT_CLUSTER)
-            .to_string();
+        conf.cluster = cluster_from_path(path).unwrap_or(DEFAULT_CLUSTER).to_string();
         Ok(conf)
     }
 
@@ -236,12 +209,7 @@ impl Conf {
         let entity = EntityName::parse(entity);
         let norm = normalize_key(key);
         let raw = self.lookup(&entity, &norm)?;
-        let mut expander = Expander {
-            conf: self,
-            entity,
-            stack: vec![norm],
-            substitutions: 0,
-        };
+        let mut expander = Expander { conf: self, entity, stack: vec![norm], substitutions: 0 };
         Some(expander.expand(raw))
     }
 
@@ -271,12 +239,7 @@ impl Conf {
     /// followed by `B`, or `K M G T P E` alone or with `i` or `B` after it, all binary
     /// multiples (`32M` = `32Mi` = 33554432).
     pub fn get_bytes(&self, entity: &str, key: &str) -> Result<Option<u64>> {
-        self.get_parsed(
-            entity,
-            key,
-            "a size in bytes (e.g. 4096, 4K, 32M, 1Gi)",
-            parse_iec_bytes,
-        )
+        self.get_parsed(entity, key, "a size in bytes (e.g. 4096, 4K, 32M, 1Gi)", parse_iec_bytes)
     }
 
     fn get_parsed<T>(
@@ -338,10 +301,7 @@ impl Conf {
     }
 
     fn lookup(&self, entity: &EntityName<'_>, norm: &str) -> Option<&str> {
-        entity
-            .sections()
-            .iter()
-            .find_map(|name| self.section(name)?.find(norm))
+        entity.sections().iter().find_map(|name| self.section(name)?.find(norm))
     }
 }
 
@@ -353,11 +313,7 @@ impl fmt::Display for Conf {
             if i > 0 {
                 writeln!(f)?;
             }
-            writeln!(
-                f,
-                "[{}]",
-                escape(&section.name, |_, c| matches!(c, ']' | '#' | ';' | '\\'))
-            )?;
+            writeln!(f, "[{}]", escape(&section.name, |_, c| matches!(c, ']' | '#' | ';' | '\\')))?;
             for e in &section.entries {
                 let value = escape(&e.value, |at, c| {
                     matches!(c, '#' | ';' | '\\') || (at == 0 && matches!(c, '"' | '\''))
@@ -420,17 +376,11 @@ fn is_ceph_space(c: char) -> bool {
 }
 
 fn line_of(bytes: &[u8], offset: usize) -> usize {
-    bytes[..offset.min(bytes.len())]
-        .iter()
-        .filter(|&&b| b == b'\n')
-        .count()
-        + 1
+    bytes[..offset.min(bytes.len())].iter().filter(|&&b| b == b'\n').count() + 1
 }
 
 fn too_big(len: usize) -> Error {
-    Error::einval(format!(
-        "config is {len} bytes, the maximum is {MAX_FILE_BYTES}"
-    ))
+    Error::einval(format!("config is {len} bytes, the maximum is {MAX_FILE_BYTES}"))
 }
 
 /// Ceph names the cluster after the config file: the base name up to `.conf`.
@@ -445,14 +395,10 @@ fn check_section_name(name: &str) -> Result<()> {
         return Err(Error::einval("empty section name"));
     }
     if name.len() > MAX_NAME_BYTES {
-        return Err(Error::einval(format!(
-            "section name longer than {MAX_NAME_BYTES} bytes"
-        )));
+        return Err(Error::einval(format!("section name longer than {MAX_NAME_BYTES} bytes")));
     }
     if name.contains(['\n', '\r', '\0']) {
-        return Err(Error::einval(format!(
-            "section name {name:?} contains a line break or NUL"
-        )));
+        return Err(Error::einval(format!("section name {name:?} contains a line break or NUL")));
     }
     Ok(())
 }
@@ -462,14 +408,10 @@ fn check_key(key: &str) -> Result<()> {
         return Err(Error::einval("empty config key"));
     }
     if key.len() > MAX_NAME_BYTES {
-        return Err(Error::einval(format!(
-            "config key longer than {MAX_NAME_BYTES} bytes"
-        )));
+        return Err(Error::einval(format!("config key longer than {MAX_NAME_BYTES} bytes")));
     }
     if key.contains(['=', '[', '#', ';', '\\', '\n', '\r', '\0']) {
-        return Err(Error::einval(format!(
-            "config key {key:?} contains one of = [ # ; \\ or a line break"
-        )));
+        return Err(Error::einval(format!("config key {key:?} contains one of = [ # ; \\ or a line break")));
     }
     Ok(())
 }
@@ -481,9 +423,7 @@ fn check_value(key: &str, value: &str) -> Result<()> {
         )));
     }
     if value.contains(['\n', '\r', '\0']) {
-        return Err(Error::einval(format!(
-            "value of config key '{key}' contains a line break or NUL"
-        )));
+        return Err(Error::einval(format!("value of config key '{key}' contains a line break or NUL")));
     }
     Ok(())
 }
@@ -506,17 +446,9 @@ impl<'a> Parser<'a> {
             return Err(too_big(text.len()));
         }
         if let Some(at) = text.find('\0') {
-            return Err(Error::einval(format!(
-                "line {}: NUL byte",
-                line_of(text.as_bytes(), at)
-            )));
+            return Err(Error::einval(format!("line {}: NUL byte", line_of(text.as_bytes(), at))));
         }
-        Ok(Parser {
-            text,
-            bytes: text.as_bytes(),
-            pos: 0,
-            line: 1,
-        })
+        Ok(Parser { text, bytes: text.as_bytes(), pos: 0, line: 1 })
     }
 
     fn run(mut self) -> Result<Conf> {
@@ -526,9 +458,7 @@ impl<'a> Parser<'a> {
         // any other key before the first header is an error.
         let mut orphan: Option<(usize, String, String)> = None;
         let outside = |line: usize, key: &str| {
-            Error::einval(format!(
-                "line {line}: key '{key}' is outside of any [section]"
-            ))
+            Error::einval(format!("line {line}: key '{key}' is outside of any [section]"))
         };
         loop {
             let (start, line) = (self.pos, self.line);
@@ -654,10 +584,7 @@ impl<'a> Parser<'a> {
                     .map_or(self.bytes.len(), |n| self.pos + n);
                 let rest = self.text.get(self.pos..end).unwrap_or("");
                 let rest: String = rest.chars().take(40).collect();
-                Err(self.err(
-                    self.line,
-                    format!("unexpected text after {after}: '{rest}'"),
-                ))
+                Err(self.err(self.line, format!("unexpected text after {after}: '{rest}'")))
             }
         }
     }
@@ -671,9 +598,7 @@ impl<'a> Parser<'a> {
                 continue;
             }
             match self.peek() {
-                None | Some(b'\n' | b'\r') => {
-                    return Err(self.err(line, "section header has no closing ']'"))
-                }
+                None | Some(b'\n' | b'\r') => return Err(self.err(line, "section header has no closing ']'")),
                 Some(b']') => {
                     self.pos += 1;
                     break;
@@ -726,10 +651,7 @@ impl<'a> Parser<'a> {
                 }
             }
         }
-        let key = self
-            .utf8(key, line)?
-            .trim_matches(is_ceph_space)
-            .to_string();
+        let key = self.utf8(key, line)?.trim_matches(is_ceph_space).to_string();
         if key.is_empty() {
             return Err(self.err(line, "missing key before '='"));
         }
@@ -742,10 +664,7 @@ impl<'a> Parser<'a> {
             }
             _ => self.unquoted(),
         };
-        let value = self
-            .utf8(value, line)?
-            .trim_matches(is_ceph_space)
-            .to_string();
+        let value = self.utf8(value, line)?.trim_matches(is_ceph_space).to_string();
         Ok((key, value))
     }
 
@@ -883,9 +802,7 @@ impl Expander<'_> {
             return None;
         }
         let conf = self.conf;
-        let raw = conf
-            .lookup(&self.entity, &norm)
-            .or_else(|| conf.defaults.find(&norm))?;
+        let raw = conf.lookup(&self.entity, &norm).or_else(|| conf.defaults.find(&norm))?;
         self.substitutions += 1;
         self.stack.push(norm);
         let value = self.expand(raw);
@@ -904,11 +821,7 @@ impl Expander<'_> {
 
 /// After a `$`: the variable name and how many bytes the reference spans, or `(None, 0)`.
 fn parse_var(s: &str) -> (Option<&str>, usize) {
-    let name_len = |s: &str| {
-        s.bytes()
-            .take_while(|&b| b.is_ascii_lowercase() || b == b'_')
-            .count()
-    };
+    let name_len = |s: &str| s.bytes().take_while(|&b| b.is_ascii_lowercase() || b == b'_').count();
     if let Some(inner) = s.strip_prefix('{') {
         let n = name_len(inner);
         if n > 0 && inner.as_bytes().get(n) == Some(&b'}') {
@@ -973,14 +886,7 @@ fn parse_unsigned(v: &str) -> Option<u64> {
 }
 
 fn parse_si_u64(v: &str) -> Option<u64> {
-    const SI: [(char, u32); 6] = [
-        ('K', 3),
-        ('M', 6),
-        ('G', 9),
-        ('T', 12),
-        ('P', 15),
-        ('E', 18),
-    ];
+    const SI: [(char, u32); 6] = [('K', 3), ('M', 6), ('G', 9), ('T', 12), ('P', 15), ('E', 18)];
     let last = v.chars().last()?;
     match SI.iter().find(|(c, _)| *c == last) {
         Some(&(_, exp)) => parse_unsigned(&v[..v.len() - 1])?.checked_mul(10u64.pow(exp)),
@@ -989,17 +895,8 @@ fn parse_si_u64(v: &str) -> Option<u64> {
 }
 
 fn parse_iec_bytes(v: &str) -> Option<u64> {
-    const IEC: [(char, u32); 6] = [
-        ('K', 10),
-        ('M', 20),
-        ('G', 30),
-        ('T', 40),
-        ('P', 50),
-        ('E', 60),
-    ];
-    let split = v
-        .find(|c: char| !(c.is_ascii_digit() || c == '+'))
-        .unwrap_or(v.len());
+    const IEC: [(char, u32); 6] = [('K', 10), ('M', 20), ('G', 30), ('T', 40), ('P', 50), ('E', 60)];
+    let split = v.find(|c: char| !(c.is_ascii_digit() || c == '+')).unwrap_or(v.len());
     let (number, unit) = v.split_at(split);
     let n = parse_unsigned(number)?;
     let shift = match unit {
@@ -1036,10 +933,7 @@ pub fn locate_with(explicit: Option<&Path>, env_var: &str, search: &[&Path]) -> 
         if is_file(path) {
             return Ok(path.to_path_buf());
         }
-        return Err(Error::enoent(format!(
-            "config file {} does not exist",
-            path.display()
-        )));
+        return Err(Error::enoent(format!("config file {} does not exist", path.display())));
     }
     if let Some(value) = std::env::var_os(env_var).filter(|v| !v.is_empty()) {
         let path = PathBuf::from(value);
@@ -1078,9 +972,7 @@ pub fn parse_mon_hosts(value: &str) -> Result<Vec<String>> {
         };
         if !out.contains(&addr) {
             if out.len() == MAX_MON_ADDRS {
-                return Err(Error::einval(format!(
-                    "mon host lists more than {MAX_MON_ADDRS} addresses"
-                )));
+                return Err(Error::einval(format!("mon host lists more than {MAX_MON_ADDRS} addresses")));
             }
             out.push(addr);
         }
@@ -1125,10 +1017,7 @@ fn split_outside_brackets(s: &str, sep: impl Fn(char) -> bool) -> Result<Vec<&st
 /// `v2:1.2.3.4:3300/0,v1:1.2.3.4:6789/0` → the v2 address, else the first one.
 fn pick_from_addrvec(inner: &str) -> Result<String> {
     let items = split_outside_brackets(inner, |c| c == ',')?;
-    let chosen = items
-        .iter()
-        .find(|i| i.starts_with("v2:"))
-        .or(items.first());
+    let chosen = items.iter().find(|i| i.starts_with("v2:")).or(items.first());
     match chosen {
         Some(item) => parse_mon_addr(item),
         None => Err(Error::einval("empty mon address vector '[]'")),
@@ -1140,18 +1029,13 @@ fn parse_mon_addr(token: &str) -> Result<String> {
     let bad = |why: &str| Error::einval(format!("invalid mon address '{token}': {why}"));
     let (rest, default_port) = if let Some(r) = token.strip_prefix("v1:") {
         (r, DEFAULT_MON_PORT_V1)
-    } else if let Some(r) = token
-        .strip_prefix("v2:")
-        .or_else(|| token.strip_prefix("any:"))
-    {
+    } else if let Some(r) = token.strip_prefix("v2:").or_else(|| token.strip_prefix("any:")) {
         (r, DEFAULT_MON_PORT)
     } else {
         (token, DEFAULT_MON_PORT)
     };
     let rest = match rest.rsplit_once('/') {
-        Some((addr, nonce)) if !nonce.is_empty() && nonce.bytes().all(|b| b.is_ascii_digit()) => {
-            addr
-        }
+        Some((addr, nonce)) if !nonce.is_empty() && nonce.bytes().all(|b| b.is_ascii_digit()) => addr,
         Some(_) => return Err(bad("a nonce after '/' must be a number")),
         None => rest,
     };
@@ -1160,17 +1044,11 @@ fn parse_mon_addr(token: &str) -> Result<String> {
         _ => Err(bad("port must be 1-65535")),
     };
     if let Some(bracketed) = rest.strip_prefix('[') {
-        let (ip, after) = bracketed
-            .split_once(']')
-            .ok_or_else(|| bad("missing ']'"))?;
+        let (ip, after) = bracketed.split_once(']').ok_or_else(|| bad("missing ']'"))?;
         let ip: Ipv6Addr = ip.parse().map_err(|_| bad("not an IPv6 address"))?;
         let port = match after {
             "" => default_port,
-            _ => port(
-                after
-                    .strip_prefix(':')
-                    .ok_or_else(|| bad("expected ':' after ']'"))?,
-            )?,
+            _ => port(after.strip_prefix(':').ok_or_else(|| bad("expected ':' after ']'"))?)?,
         };
         return Ok(format!("[{ip}]:{port}"));
     }
@@ -1181,11 +1059,8 @@ fn parse_mon_addr(token: &str) -> Result<String> {
         Some((host, p)) => (host, port(p)?),
         None => (rest, default_port),
     };
-    let valid_label = |l: &str| {
-        !l.is_empty()
-            && l.bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-    };
+    let valid_label =
+        |l: &str| !l.is_empty() && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
     if host.is_empty() || host.len() > 253 || !host.split('.').all(valid_label) {
         return Err(bad("not an IP address or host name"));
     }
@@ -1226,8 +1101,7 @@ mod tests {
             use std::sync::atomic::{AtomicUsize, Ordering};
             static NEXT: AtomicUsize = AtomicUsize::new(0);
             let n = NEXT.fetch_add(1, Ordering::Relaxed);
-            let dir = std::env::temp_dir()
-                .join(format!("cairn-conf-test-{}-{tag}-{n}", std::process::id()));
+            let dir = std::env::temp_dir().join(format!("cairn-conf-test-{}-{tag}-{n}", std::process::id()));
             std::fs::create_dir_all(&dir).expect("create temp dir");
             TempDir(dir)
         }
@@ -1305,11 +1179,7 @@ mod tests {
         assert_eq!(e.errno, errno::EINVAL);
         assert!(e.message.starts_with("line 3: "), "{}", e.message);
         let e = parse_err("[global]\na = \"q\" trailing\n");
-        assert!(
-            e.message.starts_with("line 2: unexpected text"),
-            "{}",
-            e.message
-        );
+        assert!(e.message.starts_with("line 2: unexpected text"), "{}", e.message);
     }
 
     #[test]
@@ -1345,20 +1215,13 @@ mod tests {
     #[test]
     fn line_numbers_count_continued_lines() {
         let e = parse_err("[global]\na = 1 \\\n 2\nbad line\n");
-        assert!(
-            e.message.starts_with("line 4: expected '='"),
-            "{}",
-            e.message
-        );
+        assert!(e.message.starts_with("line 4: expected '='"), "{}", e.message);
     }
 
     #[test]
     fn whitespace_is_trimmed_and_crlf_accepted() {
         let c = conf("[global]\r\n  a  =   spaced value   \r\n\tb\t=\tt\t\r\n  [client]\nc=3");
-        assert_eq!(
-            get(&c, "client.admin", "a").as_deref(),
-            Some("spaced value")
-        );
+        assert_eq!(get(&c, "client.admin", "a").as_deref(), Some("spaced value"));
         assert_eq!(get(&c, "client.admin", "b").as_deref(), Some("t"));
         // No newline at the end of the file (Ceph 16 rejects this; Cairn accepts it).
         assert_eq!(get(&c, "client.admin", "c").as_deref(), Some("3"));
@@ -1371,10 +1234,7 @@ mod tests {
     fn values_may_contain_equals_and_brackets() {
         let c = conf("[global]\na = x = y\nb = [v2:1.2.3.4:3300/0,v1:1.2.3.4:6789/0]\n");
         assert_eq!(get(&c, "client.admin", "a").as_deref(), Some("x = y"));
-        assert_eq!(
-            get(&c, "client.admin", "b").as_deref(),
-            Some("[v2:1.2.3.4:3300/0,v1:1.2.3.4:6789/0]")
-        );
+        assert_eq!(get(&c, "client.admin", "b").as_deref(), Some("[v2:1.2.3.4:3300/0,v1:1.2.3.4:6789/0]"));
     }
 
     #[test]
@@ -1384,18 +1244,12 @@ mod tests {
              [client]\nx = 1\n[global]\nlater = merged\ndup = third\n",
         );
         assert_eq!(get(&c, "client.admin", "dup").as_deref(), Some("third"));
-        assert_eq!(
-            get(&c, "client.admin", "rbd cache").as_deref(),
-            Some("true")
-        );
+        assert_eq!(get(&c, "client.admin", "rbd cache").as_deref(), Some("true"));
         assert_eq!(get(&c, "client.admin", "later").as_deref(), Some("merged"));
         assert_eq!(c.sections().len(), 2);
         // One entry per key, at the first key's place, spelled as last written.
         let global: Vec<(&str, &str)> = c.section("global").expect("global").entries().collect();
-        assert_eq!(
-            global,
-            [("dup", "third"), ("rbd_cache", "true"), ("later", "merged")]
-        );
+        assert_eq!(global, [("dup", "third"), ("rbd_cache", "true"), ("later", "merged")]);
     }
 
     #[test]
@@ -1419,29 +1273,16 @@ mod tests {
             ("[global]\na[b] = 1\n", "line 2: '[' in a key"),
             ("[]\na = 1\n", "line 1: empty section name"),
             ("[glo#bal]\na = 1\n", "line 1: '#' or ';'"),
-            (
-                "[global] x\na = 1\n",
-                "line 1: unexpected text after section header: 'x'",
-            ),
+            ("[global] x\na = 1\n", "line 1: unexpected text after section header: 'x'"),
             ("[global\na = 1\n", "line 1: section header has no closing"),
-            (
-                "[global]\n\n\nnovalue\n",
-                "line 4: expected '=' after key 'novalue'",
-            ),
+            ("[global]\n\n\nnovalue\n", "line 4: expected '=' after key 'novalue'"),
             ("[global]\nkey # = 1\n", "line 2: expected '='"),
-            (
-                "[global]\na = 'x\n",
-                "line 2: quoted value has no closing '",
-            ),
+            ("[global]\na = 'x\n", "line 2: quoted value has no closing '"),
         ];
         for (text, want) in cases {
             let e = parse_err(text);
             assert_eq!(e.errno, errno::EINVAL, "{text:?}");
-            assert!(
-                e.message.starts_with(want),
-                "{text:?}: got {:?}, want {want:?}",
-                e.message
-            );
+            assert!(e.message.starts_with(want), "{text:?}: got {:?}, want {want:?}", e.message);
         }
     }
 
@@ -1461,37 +1302,25 @@ mod tests {
         assert_eq!(e.errno, errno::EINVAL);
         assert_eq!(e.message, "line 3: invalid UTF-8");
         let c = Conf::parse_bytes("[global]\nname = café 中文\n".as_bytes()).expect("utf-8");
-        assert_eq!(
-            get(&c, "client.admin", "name").as_deref(),
-            Some("café 中文")
-        );
+        assert_eq!(get(&c, "client.admin", "name").as_deref(), Some("café 中文"));
         let e = Conf::parse_bytes(b"[global]\na = x\0y\n").expect_err("nul");
         assert_eq!(e.message, "line 2: NUL byte");
     }
 
     #[test]
     fn size_limits() {
-        let big = format!(
-            "[global]\n{}",
-            "# filler line\n".repeat(MAX_FILE_BYTES / 14 + 1)
-        );
+        let big = format!("[global]\n{}", "# filler line\n".repeat(MAX_FILE_BYTES / 14 + 1));
         assert!(big.len() > MAX_FILE_BYTES);
         let e = parse_err(&big);
         assert_eq!(e.errno, errno::EINVAL);
         assert!(e.message.contains("maximum is 1048576"), "{}", e.message);
         let long = format!("[global]\na = {}\n", "x".repeat(MAX_LINE_BYTES));
         let e = parse_err(&long);
-        assert!(
-            e.message.starts_with("line 2: line is longer than 65536"),
-            "{}",
-            e.message
-        );
+        assert!(e.message.starts_with("line 2: line is longer than 65536"), "{}", e.message);
         // Continuations count toward the logical line.
         let piece = format!("{} \\\n", "y".repeat(1000));
         let long = format!("[global]\na = {}end\n", piece.repeat(70));
-        assert!(parse_err(&long)
-            .message
-            .starts_with("line 2: line is longer"));
+        assert!(parse_err(&long).message.starts_with("line 2: line is longer"));
     }
 
     // --- lookup ---
@@ -1517,14 +1346,8 @@ mod tests {
         assert_eq!(g("mon.b", "a").as_deref(), Some("global"));
         assert_eq!(g("mgr.x", "b").as_deref(), Some("global"));
         assert_eq!(g("client.cinder", "zz"), None);
-        assert_eq!(
-            search_sections("client.cinder"),
-            ["client.cinder", "client", "global"]
-        );
-        assert_eq!(
-            search_sections("client.rgw.gw1"),
-            ["client.rgw.gw1", "client", "global"]
-        );
+        assert_eq!(search_sections("client.cinder"), ["client.cinder", "client", "global"]);
+        assert_eq!(search_sections("client.rgw.gw1"), ["client.rgw.gw1", "client", "global"]);
         assert_eq!(search_sections("global"), ["global"]);
         assert_eq!(search_sections("osd"), ["osd", "global"]);
     }
@@ -1532,32 +1355,15 @@ mod tests {
     #[test]
     fn key_normalization() {
         let c = conf("[global]\nmon host = 10.0.0.1\nmon-initial-members = a\nUpper Key = V\n");
-        for key in [
-            "mon host",
-            "mon_host",
-            "mon-host",
-            "  mon   host ",
-            "mon__host",
-            "mon\thost",
-        ] {
-            assert_eq!(
-                get(&c, "client.admin", key).as_deref(),
-                Some("10.0.0.1"),
-                "{key:?}"
-            );
+        for key in ["mon host", "mon_host", "mon-host", "  mon   host ", "mon__host", "mon\thost"] {
+            assert_eq!(get(&c, "client.admin", key).as_deref(), Some("10.0.0.1"), "{key:?}");
         }
         // Dashes in the file are equivalent too (Ceph 16 does not fold dashes; Cairn does).
-        assert_eq!(
-            get(&c, "client.admin", "mon initial members").as_deref(),
-            Some("a")
-        );
+        assert_eq!(get(&c, "client.admin", "mon initial members").as_deref(), Some("a"));
         // Keys are case-sensitive, as in ceph-conf.
         assert_eq!(get(&c, "client.admin", "Upper_Key").as_deref(), Some("V"));
         assert_eq!(get(&c, "client.admin", "upper key"), None);
-        assert_eq!(
-            normalize_key(" rbd  cache-max__dirty "),
-            "rbd_cache_max_dirty"
-        );
+        assert_eq!(normalize_key(" rbd  cache-max__dirty "), "rbd_cache_max_dirty");
         assert_eq!(normalize_key("_leading"), "_leading");
     }
 
@@ -1571,14 +1377,8 @@ mod tests {
                     pid = $pid.$cctid\nhome = $home/x\n";
         let mut c = conf(text);
         let g = |c: &Conf, e, k| get(c, e, k);
-        assert_eq!(
-            g(&c, "client.cinder", "log_file").as_deref(),
-            Some("/var/log/ceph/client.cinder.log")
-        );
-        assert_eq!(
-            g(&c, "osd.3", "t").as_deref(),
-            Some("osd/3/3/osd.3/cephx$clusterx")
-        );
+        assert_eq!(g(&c, "client.cinder", "log_file").as_deref(), Some("/var/log/ceph/client.cinder.log"));
+        assert_eq!(g(&c, "osd.3", "t").as_deref(), Some("osd/3/3/osd.3/cephx$clusterx"));
         assert_eq!(
             g(&c, "client.admin", "lit").as_deref(),
             Some("$ $$ $Upper ${type ${} $nosuch ${nosuch} 5$")
@@ -1589,17 +1389,11 @@ mod tests {
         let home = std::env::var("HOME").unwrap_or_default();
         assert_eq!(g(&c, "client.admin", "home"), Some(format!("{home}/x")));
         // The raw value is still there.
-        assert_eq!(
-            c.get_raw("client.admin", "log file"),
-            Some("/var/log/$cluster/$name.log")
-        );
+        assert_eq!(c.get_raw("client.admin", "log file"), Some("/var/log/$cluster/$name.log"));
         // Cairn sets its own cluster name.
         c.set_cluster("cairn");
         assert_eq!(c.cluster(), "cairn");
-        assert_eq!(
-            g(&c, "mon.a", "log_file").as_deref(),
-            Some("/var/log/cairn/mon.a.log")
-        );
+        assert_eq!(g(&c, "mon.a", "log_file").as_deref(), Some("/var/log/cairn/mon.a.log"));
     }
 
     #[test]
@@ -1626,46 +1420,27 @@ mod tests {
              [client]\nrun_dir = /client/run\n",
         );
         let g = |e, k| get(&c, e, k);
-        assert_eq!(
-            g("osd.1", "admin socket").as_deref(),
-            Some("/run/ceph/ceph-osd.1.asok")
-        );
+        assert_eq!(g("osd.1", "admin socket").as_deref(), Some("/run/ceph/ceph-osd.1.asok"));
         // References resolve for the same entity, so [client]'s run_dir applies to clients.
-        assert_eq!(
-            g("client.x", "admin_socket").as_deref(),
-            Some("/client/run/ceph-client.x.asok")
-        );
-        assert_eq!(
-            g("osd.2", "journal").as_deref(),
-            Some("/var/lib/ceph/osd/ceph-2/journal")
-        );
+        assert_eq!(g("client.x", "admin_socket").as_deref(), Some("/client/run/ceph-client.x.asok"));
+        assert_eq!(g("osd.2", "journal").as_deref(), Some("/var/lib/ceph/osd/ceph-2/journal"));
         // $data_dir means nothing for a client.
         assert_eq!(g("client.x", "journal"), None);
         let c2 = conf("[client]\nj = $data_dir/j\n");
         assert_eq!(get(&c2, "client.x", "j").as_deref(), Some("$data_dir/j"));
         // Unknown options stay literal.
-        assert_eq!(
-            g("osd.1", "uses_default").as_deref(),
-            Some("${log_dir}|$keyring")
-        );
+        assert_eq!(g("osd.1", "uses_default").as_deref(), Some("${log_dir}|$keyring"));
     }
 
     #[test]
     fn defaults_feed_references_but_not_get() {
         let mut c = conf("[global]\nadmin socket = $run_dir/$cluster-$name.asok\n");
         c.set_cluster("cairn");
-        assert_eq!(
-            get(&c, "mon.a", "admin_socket").as_deref(),
-            Some("/var/run/cairn/cairn-mon.a.asok")
-        );
+        assert_eq!(get(&c, "mon.a", "admin_socket").as_deref(), Some("/var/run/cairn/cairn-mon.a.asok"));
         assert_eq!(get(&c, "mon.a", "run_dir"), None);
         c.set_default("log dir", "/var/log/$cluster");
-        c.set("global", "log file", "$log_dir/$name.log")
-            .expect("set");
-        assert_eq!(
-            get(&c, "osd.0", "log_file").as_deref(),
-            Some("/var/log/cairn/osd.0.log")
-        );
+        c.set("global", "log file", "$log_dir/$name.log").expect("set");
+        assert_eq!(get(&c, "osd.0", "log_file").as_deref(), Some("/var/log/cairn/osd.0.log"));
         assert!(!c.to_string().contains("log dir"));
     }
 
@@ -1691,10 +1466,7 @@ mod tests {
         let v = get(&c, "client.admin", "k").expect("k");
         let depth = MAX_EXPANSION_DEPTH;
         assert!(v.starts_with("0:1:2:"), "{v}");
-        assert!(
-            v.ends_with(&format!("{}:${}", depth - 1, name(depth))),
-            "{v}"
-        );
+        assert!(v.ends_with(&format!("{}:${}", depth - 1, name(depth))), "{v}");
 
         // Doubling at every level would be 2^14 * 16 bytes from 2^15 substitutions; the
         // substitution and size bounds stop it.
@@ -1706,15 +1478,9 @@ mod tests {
         doubling.push_str(&format!("{} = 0123456789abcdef\n", name(14)));
         let c = conf(&doubling);
         let v = get(&c, "client.admin", "d").expect("d");
-        assert!(
-            v.contains("0123456789abcdef"),
-            "expanded as far as the bounds allow"
-        );
+        assert!(v.contains("0123456789abcdef"), "expanded as far as the bounds allow");
         assert!(v.len() <= MAX_EXPANDED_BYTES, "{}", v.len());
-        assert!(
-            v.contains('$'),
-            "the bound leaves some references unexpanded"
-        );
+        assert!(v.contains('$'), "the bound leaves some references unexpanded");
     }
 
     // --- typed getters ---
@@ -1742,11 +1508,7 @@ mod tests {
         assert_eq!(c.get_bool(e, "absent"), Ok(None));
         let err = c.get_bool(e, "bad_bool").expect_err("maybe");
         assert_eq!(err.errno, errno::EINVAL);
-        assert!(
-            err.message.contains("'bad_bool'") && err.message.contains("'maybe'"),
-            "{}",
-            err.message
-        );
+        assert!(err.message.contains("'bad_bool'") && err.message.contains("'maybe'"), "{}", err.message);
 
         assert_eq!(c.get_u64(e, "n"), Ok(Some(42)));
         assert_eq!(c.get_u64(e, "n_plus"), Ok(Some(4)));
@@ -1790,20 +1552,11 @@ mod tests {
     fn set_remove_and_round_trip() {
         let mut c = conf("[global]\nfsid = abc # comment dropped\n[client]\nrbd cache = true\n");
         c.set("client", "rbd_cache", "false").expect("set");
-        c.set(
-            "client.cinder",
-            "keyring",
-            "/etc/ceph/$cluster.$name.keyring",
-        )
-        .expect("set");
+        c.set("client.cinder", "keyring", "/etc/ceph/$cluster.$name.keyring").expect("set");
         c.set("global", "weird", "#x; \\y 'q' \"z\"").expect("set");
-        c.set("global", "quoted", "\"starts with a quote")
-            .expect("set");
+        c.set("global", "quoted", "\"starts with a quote").expect("set");
         c.set("glo]bal#", "k", "v").expect("set");
-        assert_eq!(
-            get(&c, "client.cinder", "rbd cache").as_deref(),
-            Some("false")
-        );
+        assert_eq!(get(&c, "client.cinder", "rbd cache").as_deref(), Some("false"));
         assert_eq!(
             get(&c, "client.cinder", "keyring").as_deref(),
             Some("/etc/ceph/ceph.client.cinder.keyring")
@@ -1813,14 +1566,8 @@ mod tests {
         assert!(text.contains("[client]\nrbd_cache = false\n"), "{text}");
         let back = conf(&text);
         assert_eq!(back.sections(), c.sections(), "{text}");
-        assert_eq!(
-            get(&back, "client.admin", "weird").as_deref(),
-            Some("#x; \\y 'q' \"z\"")
-        );
-        assert_eq!(
-            get(&back, "client.admin", "quoted").as_deref(),
-            Some("\"starts with a quote")
-        );
+        assert_eq!(get(&back, "client.admin", "weird").as_deref(), Some("#x; \\y 'q' \"z\""));
+        assert_eq!(get(&back, "client.admin", "quoted").as_deref(), Some("\"starts with a quote"));
         assert_eq!(back.to_string(), text);
 
         assert_eq!(c.remove("client", "rbd cache").as_deref(), Some("false"));
@@ -1828,10 +1575,7 @@ mod tests {
         assert_eq!(c.remove("nosuch", "x"), None);
         assert_eq!(get(&c, "client.cinder", "rbd_cache"), None);
         c.set("client", "after remove", "1").expect("set");
-        assert_eq!(
-            c.section("client").and_then(|s| s.get("after_remove")),
-            Some("1")
-        );
+        assert_eq!(c.section("client").and_then(|s| s.get("after_remove")), Some("1"));
     }
 
     #[test]
@@ -1853,15 +1597,10 @@ mod tests {
             let e = c.set(s, k, v).expect_err("should be rejected");
             assert_eq!(e.errno, errno::EINVAL, "{s:?} {k:?} {v:?}");
         }
-        assert!(c
-            .set("global", &"k".repeat(MAX_NAME_BYTES + 1), "v")
-            .is_err());
-        assert!(c
-            .set("global", "k", &"v".repeat(MAX_LINE_BYTES + 1))
-            .is_err());
+        assert!(c.set("global", &"k".repeat(MAX_NAME_BYTES + 1), "v").is_err());
+        assert!(c.set("global", "k", &"v".repeat(MAX_LINE_BYTES + 1)).is_err());
         assert!(c.sections().is_empty(), "a rejected set changes nothing");
-        c.set("global", "  padded key  ", "  padded value  ")
-            .expect("set");
+        c.set("global", "  padded key  ", "  padded value  ").expect("set");
         assert_eq!(c.get_raw("x", "padded_key"), Some("padded value"));
     }
 
@@ -1873,10 +1612,7 @@ mod tests {
         let path = dir.write("cairn.conf", b"[global]\nlog = /var/log/$cluster.log\n");
         let c = Conf::load(&path).expect("load");
         assert_eq!(c.cluster(), "cairn");
-        assert_eq!(
-            get(&c, "mon.a", "log").as_deref(),
-            Some("/var/log/cairn.log")
-        );
+        assert_eq!(get(&c, "mon.a", "log").as_deref(), Some("/var/log/cairn.log"));
         let c = Conf::load(&dir.write("prod.conf", b"[global]\n")).expect("load");
         assert_eq!(c.cluster(), "prod");
         let c = Conf::load(&dir.write("settings", b"[global]\n")).expect("load");
@@ -1885,37 +1621,18 @@ mod tests {
         let missing = dir.0.join("missing.conf");
         let e = Conf::load(&missing).expect_err("missing");
         assert_eq!(e.errno, errno::ENOENT);
-        assert!(
-            e.message.contains(&missing.display().to_string()),
-            "{}",
-            e.message
-        );
+        assert!(e.message.contains(&missing.display().to_string()), "{}", e.message);
 
         let bad = dir.write("bad.conf", b"[global]\nok = 1\nnot a key value\n");
         let e = Conf::load(&bad).expect_err("bad");
         assert_eq!(e.errno, errno::EINVAL);
-        assert_eq!(
-            e.message,
-            format!(
-                "{}: line 3: expected '=' after key 'not a key value'",
-                bad.display()
-            )
-        );
+        assert_eq!(e.message, format!("{}: line 3: expected '=' after key 'not a key value'", bad.display()));
 
         let big = dir.write("big.conf", &vec![b'#'; MAX_FILE_BYTES + 1]);
         assert_eq!(Conf::load(&big).expect_err("big").errno, errno::EINVAL);
-        assert!(
-            Conf::load(&dir.0).is_err(),
-            "a directory is not a config file"
-        );
+        assert!(Conf::load(&dir.0).is_err(), "a directory is not a config file");
         // /dev/null is an empty config, as in Ceph.
-        assert_eq!(
-            Conf::load(Path::new("/dev/null"))
-                .expect("/dev/null")
-                .sections()
-                .len(),
-            0
-        );
+        assert_eq!(Conf::load(Path::new("/dev/null")).expect("/dev/null").sections().len(), 0);
     }
 
     #[test]
@@ -1935,10 +1652,7 @@ mod tests {
         assert_eq!(locate_with(None, var, &search), Ok(local.clone()));
         std::env::set_var(var, &from_env);
         assert_eq!(locate_with(None, var, &search), Ok(from_env.clone()));
-        assert_eq!(
-            locate_with(Some(&explicit), var, &search),
-            Ok(explicit.clone())
-        );
+        assert_eq!(locate_with(Some(&explicit), var, &search), Ok(explicit.clone()));
 
         // A path named explicitly or by the variable must exist; no silent fallback.
         let gone = dir.0.join("gone.conf");
@@ -1947,28 +1661,16 @@ mod tests {
         assert!(e.message.contains("gone.conf"), "{}", e.message);
         std::env::set_var(var, &gone);
         let e = locate_with(None, var, &search).expect_err("gone env");
-        assert!(
-            e.message.contains("gone.conf") && e.message.contains(var),
-            "{}",
-            e.message
-        );
+        assert!(e.message.contains("gone.conf") && e.message.contains(var), "{}", e.message);
 
         std::env::set_var(var, "");
         std::fs::remove_file(&local).expect("rm");
         std::fs::remove_file(&system).expect("rm");
         let e = locate_with(None, var, &search).expect_err("none");
         assert_eq!(e.errno, errno::ENOENT);
-        let places = [
-            var.to_string(),
-            local.display().to_string(),
-            system.display().to_string(),
-        ];
+        let places = [var.to_string(), local.display().to_string(), system.display().to_string()];
         for place in &places {
-            assert!(
-                e.message.contains(place.as_str()),
-                "{place} missing from {}",
-                e.message
-            );
+            assert!(e.message.contains(place.as_str()), "{place} missing from {}", e.message);
         }
         std::env::remove_var(var);
 
@@ -1984,18 +1686,9 @@ mod tests {
     #[test]
     fn mon_hosts_forms() {
         let ok = |v: &str| parse_mon_hosts(v).unwrap_or_else(|e| panic!("{v:?}: {e}"));
-        assert_eq!(
-            ok("10.0.0.1,10.0.0.2:6790"),
-            ["10.0.0.1:3300", "10.0.0.2:6790"]
-        );
-        assert_eq!(
-            ok("[v2:127.0.0.1:3300/0,v1:127.0.0.1:6789/0]"),
-            ["127.0.0.1:3300"]
-        );
-        assert_eq!(
-            ok("[v1:127.0.0.1:6789/0,v2:127.0.0.1:3301/0]"),
-            ["127.0.0.1:3301"]
-        );
+        assert_eq!(ok("10.0.0.1,10.0.0.2:6790"), ["10.0.0.1:3300", "10.0.0.2:6790"]);
+        assert_eq!(ok("[v2:127.0.0.1:3300/0,v1:127.0.0.1:6789/0]"), ["127.0.0.1:3300"]);
+        assert_eq!(ok("[v1:127.0.0.1:6789/0,v2:127.0.0.1:3301/0]"), ["127.0.0.1:3301"]);
         assert_eq!(ok("[v1:10.0.0.9:6789/0]"), ["10.0.0.9:6789"]);
         assert_eq!(
             ok("[v2:10.0.0.1:3300/0,v1:10.0.0.1:6789/0],[v2:10.0.0.2:3300/0,v1:10.0.0.2:6789/0]"),
@@ -2003,25 +1696,15 @@ mod tests {
         );
         assert_eq!(
             ok("9.115.251.194,9.115.251.195,9.115.251.218"),
-            [
-                "9.115.251.194:3300",
-                "9.115.251.195:3300",
-                "9.115.251.218:3300"
-            ]
+            ["9.115.251.194:3300", "9.115.251.195:3300", "9.115.251.218:3300"]
         );
         assert_eq!(ok(" a:1 ; b:2  c:3,,"), ["a:1", "b:2", "c:3"]);
         assert_eq!(
             ok("v2:10.0.0.1:3300/0 v1:10.0.0.2/0 v1:10.0.0.3"),
             ["10.0.0.1:3300", "10.0.0.2:6789", "10.0.0.3:6789"]
         );
-        assert_eq!(
-            ok("mon1.example.com,mon2:6789"),
-            ["mon1.example.com:3300", "mon2:6789"]
-        );
-        assert_eq!(
-            ok("[::1]:6789,[fe80::1],::2"),
-            ["[::1]:6789", "[fe80::1]:3300", "[::2]:3300"]
-        );
+        assert_eq!(ok("mon1.example.com,mon2:6789"), ["mon1.example.com:3300", "mon2:6789"]);
+        assert_eq!(ok("[::1]:6789,[fe80::1],::2"), ["[::1]:6789", "[fe80::1]:3300", "[::2]:3300"]);
         assert_eq!(ok("[v2:[::1]:3300/0,v1:[::1]:6789/0]"), ["[::1]:3300"]);
         assert_eq!(ok("10.0.0.1,10.0.0.1:3300"), ["10.0.0.1:3300"]);
 
@@ -2043,9 +1726,8 @@ mod tests {
             let e = parse_mon_hosts(bad).expect_err(bad);
             assert_eq!(e.errno, errno::EINVAL, "{bad:?}");
         }
-        let many: Vec<String> = (0..=MAX_MON_ADDRS)
-            .map(|i| format!("10.0.{}.{}", i / 250, i % 250))
-            .collect();
+        let many: Vec<String> =
+            (0..=MAX_MON_ADDRS).map(|i| format!("10.0.{}.{}", i / 250, i % 250)).collect();
         assert!(parse_mon_hosts(&many.join(",")).is_err());
     }
 
@@ -2112,34 +1794,16 @@ log file = /var/log/ceph/qemu-guest.$pid.log
 
         let c = conf(SEED_000_CLIENTS);
         assert_eq!(c.get_bool("client.cinder", "rbd cache"), Ok(Some(true)));
-        assert_eq!(
-            c.get_bytes("client.cinder", "rbd_cache_size"),
-            Ok(Some(268435456))
-        );
-        assert_eq!(
-            c.get_bytes("client.cinder", "rbd cache max dirty"),
-            Ok(Some(134217728))
-        );
-        assert_eq!(
-            c.get_f64("client.nova", "rbd_cache_max_dirty_age"),
-            Ok(Some(5.0))
-        );
-        assert_eq!(
-            c.get_bool("client.glance", "rbd cache writethrough until flush"),
-            Ok(Some(true))
-        );
-        assert_eq!(
-            c.get_u64("client.cinder", "rbd concurrent management ops"),
-            Ok(Some(20))
-        );
+        assert_eq!(c.get_bytes("client.cinder", "rbd_cache_size"), Ok(Some(268435456)));
+        assert_eq!(c.get_bytes("client.cinder", "rbd cache max dirty"), Ok(Some(134217728)));
+        assert_eq!(c.get_f64("client.nova", "rbd_cache_max_dirty_age"), Ok(Some(5.0)));
+        assert_eq!(c.get_bool("client.glance", "rbd cache writethrough until flush"), Ok(Some(true)));
+        assert_eq!(c.get_u64("client.cinder", "rbd concurrent management ops"), Ok(Some(20)));
         assert_eq!(
             get(&c, "client.cinder-backup", "keyring").as_deref(),
             Some("/etc/ceph/client.cinder-backup.keyring")
         );
-        assert_eq!(
-            get(&c, "client.cinder", "log file"),
-            Some(format!("/var/log/qemu/qemu-guest-{pid}.log"))
-        );
+        assert_eq!(get(&c, "client.cinder", "log file"), Some(format!("/var/log/qemu/qemu-guest-{pid}.log")));
         assert_eq!(get(&c, "client.nova", "keyring"), None);
         assert_eq!(get(&c, "osd.0", "rbd cache"), None);
 
@@ -2153,37 +1817,19 @@ log file = /var/log/ceph/qemu-guest.$pid.log
                 "9.115.251.218:3300".to_string(),
             ])
         );
-        assert_eq!(
-            get(&c, "osd.1", "auth cluster required").as_deref(),
-            Some("cephx")
-        );
-        assert_eq!(
-            get(&c, "client.cinder", "mon_initial_members").as_deref(),
-            Some("ceph1, ceph2, ceph3")
-        );
+        assert_eq!(get(&c, "osd.1", "auth cluster required").as_deref(), Some("cephx"));
+        assert_eq!(get(&c, "client.cinder", "mon_initial_members").as_deref(), Some("ceph1, ceph2, ceph3"));
         assert_eq!(c.get_bool("client.nova", "rbd_cache"), Ok(Some(true)));
-        assert_eq!(
-            get(&c, "client.nova", "admin socket"),
-            None,
-            "commented out"
-        );
-        assert_eq!(
-            get(&c, "client.nova", "log_file"),
-            Some(format!("/var/log/ceph/qemu-guest.{pid}.log"))
-        );
+        assert_eq!(get(&c, "client.nova", "admin socket"), None, "commented out");
+        assert_eq!(get(&c, "client.nova", "log_file"), Some(format!("/var/log/ceph/qemu-guest.{pid}.log")));
 
         let mut c = conf(SEED_003_004);
         c.set_cluster("cairn");
         assert_eq!(
             get(&c, "client.cinder", "admin_socket"),
-            Some(format!(
-                "/var/run/ceph/cairn-client.cinder.{pid}.{pid}.asok"
-            ))
+            Some(format!("/var/run/ceph/cairn-client.cinder.{pid}.{pid}.asok"))
         );
-        assert_eq!(
-            get(&c, "client.cinder-backup", "caps mon").as_deref(),
-            Some("allow r")
-        );
+        assert_eq!(get(&c, "client.cinder-backup", "caps mon").as_deref(), Some("allow r"));
         assert_eq!(
             get(&c, "client.cinder-backup", "caps_osd").as_deref(),
             Some("allow rwx pool=volume, allow rwx pool=backups")
@@ -2248,44 +1894,16 @@ mon addr = 10.0.0.1:6789
 
     /// (entity, key, what `ceph-conf --lookup` printed).
     const GOLDEN: &[(&str, &str, Option<&str>)] = &[
-        (
-            "client.cinder",
-            "fsid",
-            Some("457eb676-33da-42ec-9a8c-9293d545c337"),
-        ),
-        (
-            "client.cinder",
-            "mon_host",
-            Some("9.115.251.194,9.115.251.195,9.115.251.218"),
-        ),
-        (
-            "client.cinder",
-            "mon host",
-            Some("9.115.251.194,9.115.251.195,9.115.251.218"),
-        ),
-        (
-            "client.cinder",
-            "mon_initial_members",
-            Some("ceph1, ceph2, ceph3"),
-        ),
+        ("client.cinder", "fsid", Some("457eb676-33da-42ec-9a8c-9293d545c337")),
+        ("client.cinder", "mon_host", Some("9.115.251.194,9.115.251.195,9.115.251.218")),
+        ("client.cinder", "mon host", Some("9.115.251.194,9.115.251.195,9.115.251.218")),
+        ("client.cinder", "mon_initial_members", Some("ceph1, ceph2, ceph3")),
         ("client.cinder", "auth_client_required", Some("cephx")),
         ("client.cinder", "host", Some("node1")),
         ("client.cinder", "run_dir", Some("/run/ceph")),
-        (
-            "client.cinder",
-            "log_file",
-            Some("/var/log/qemu/qemu-guest-client.cinder.log"),
-        ),
-        (
-            "client.cinder",
-            "keyring",
-            Some("/etc/ceph/client.cinder.keyring"),
-        ),
-        (
-            "client.cinder",
-            "admin_socket",
-            Some("/run/ceph/ceph-client.cinder.asok"),
-        ),
+        ("client.cinder", "log_file", Some("/var/log/qemu/qemu-guest-client.cinder.log")),
+        ("client.cinder", "keyring", Some("/etc/ceph/client.cinder.keyring")),
+        ("client.cinder", "admin_socket", Some("/run/ceph/ceph-client.cinder.asok")),
         ("client.cinder", "debug_ms", Some("0/5")),
         ("client.cinder", "public_network", Some("10.0.0.0/24")),
         ("client.cinder", "escaped", Some("a;b#c")),
@@ -2300,79 +1918,35 @@ mon addr = 10.0.0.1:6789
         ("client.cinder", "mon_addr", None),
         ("client.cinder", "nosuch", None),
         ("client.cinder-backup", "host", Some("node1")),
-        (
-            "client.cinder-backup",
-            "log_file",
-            Some("/var/log/qemu/qemu-guest-client.cinder-backup.log"),
-        ),
-        (
-            "client.cinder-backup",
-            "keyring",
-            Some("/etc/ceph/client.cinder-backup.keyring"),
-        ),
-        (
-            "client.cinder-backup",
-            "admin_socket",
-            Some("/run/ceph/ceph-client.cinder-backup.asok"),
-        ),
+        ("client.cinder-backup", "log_file", Some("/var/log/qemu/qemu-guest-client.cinder-backup.log")),
+        ("client.cinder-backup", "keyring", Some("/etc/ceph/client.cinder-backup.keyring")),
+        ("client.cinder-backup", "admin_socket", Some("/run/ceph/ceph-client.cinder-backup.asok")),
         ("client.cinder-backup", "rbd_cache", Some("true")),
         ("client.cinder-backup", "rbd_cache_size", Some("32M")),
         ("client.cinder-backup", "key", None),
         ("client.cinder-backup", "osd_data", None),
         ("client.glance", "host", Some("node1")),
-        (
-            "client.glance",
-            "log_file",
-            Some("/var/log/qemu/qemu-guest-client.glance.log"),
-        ),
-        (
-            "client.glance",
-            "keyring",
-            Some("/etc/ceph/ceph.client.glance.keyring"),
-        ),
-        (
-            "client.glance",
-            "admin_socket",
-            Some("/run/ceph/ceph-client.glance.asok"),
-        ),
+        ("client.glance", "log_file", Some("/var/log/qemu/qemu-guest-client.glance.log")),
+        ("client.glance", "keyring", Some("/etc/ceph/ceph.client.glance.keyring")),
+        ("client.glance", "admin_socket", Some("/run/ceph/ceph-client.glance.asok")),
         ("client.glance", "rbd_cache", Some("true")),
         ("client.glance", "rbd_cache_size", Some("32M")),
         ("client.glance", "caps mon", Some("allow r")),
         ("client.glance", "caps_osd", Some("allow rwx pool=images")),
-        (
-            "client.glance",
-            "key",
-            Some("AQC+3IVc37ZBEhAAS/F/FgSoGn5xYsclBs8bQg=="),
-        ),
+        ("client.glance", "key", Some("AQC+3IVc37ZBEhAAS/F/FgSoGn5xYsclBs8bQg==")),
         ("client.glance", "osd_data", None),
         ("client.glance", "mon_addr", None),
         ("client.admin", "host", Some("node1")),
-        (
-            "client.admin",
-            "log_file",
-            Some("/var/log/qemu/qemu-guest-client.admin.log"),
-        ),
-        (
-            "client.admin",
-            "keyring",
-            Some("/etc/ceph/ceph.client.admin.keyring"),
-        ),
-        (
-            "client.admin",
-            "admin_socket",
-            Some("/run/ceph/ceph-client.admin.asok"),
-        ),
+        ("client.admin", "log_file", Some("/var/log/qemu/qemu-guest-client.admin.log")),
+        ("client.admin", "keyring", Some("/etc/ceph/ceph.client.admin.keyring")),
+        ("client.admin", "admin_socket", Some("/run/ceph/ceph-client.admin.asok")),
         ("client.admin", "rbd_cache", Some("true")),
         ("client.admin", "rbd_cache_size", Some("32M")),
         ("client.admin", "caps mon", None),
         ("client.admin", "key", None),
         ("client.admin", "osd_journal_size", None),
         ("osd.3", "host", Some("storage3")),
-        (
-            "osd.3",
-            "log_file",
-            Some("/var/log/ceph/osd.3-on-storage3.log"),
-        ),
+        ("osd.3", "log_file", Some("/var/log/ceph/osd.3-on-storage3.log")),
         ("osd.3", "keyring", Some("/etc/ceph/ceph.osd.3.keyring")),
         ("osd.3", "admin_socket", Some("/run/ceph/ceph-osd.3.asok")),
         ("osd.3", "rbd_cache", None),
@@ -2383,22 +1957,14 @@ mon addr = 10.0.0.1:6789
         ("osd.3", "osd_journal_size", Some("1024")),
         ("osd.3", "mon_addr", None),
         ("osd.7", "host", Some("node1")),
-        (
-            "osd.7",
-            "log_file",
-            Some("/var/log/ceph/osd.7-on-node1.log"),
-        ),
+        ("osd.7", "log_file", Some("/var/log/ceph/osd.7-on-node1.log")),
         ("osd.7", "keyring", Some("/etc/ceph/ceph.osd.7.keyring")),
         ("osd.7", "admin_socket", Some("/run/ceph/ceph-osd.7.asok")),
         ("osd.7", "rbd_cache", None),
         ("osd.7", "osd_data", Some("/var/lib/ceph/osd/ceph-7")),
         ("osd.7", "osd_journal_size", Some("1024")),
         ("mon.a", "host", Some("node1")),
-        (
-            "mon.a",
-            "log_file",
-            Some("/var/log/ceph/mon.a-on-node1.log"),
-        ),
+        ("mon.a", "log_file", Some("/var/log/ceph/mon.a-on-node1.log")),
         ("mon.a", "keyring", Some("/etc/ceph/ceph.mon.a.keyring")),
         ("mon.a", "admin_socket", Some("/run/ceph/ceph-mon.a.asok")),
         ("mon.a", "rbd_cache", None),

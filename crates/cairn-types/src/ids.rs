@@ -92,9 +92,7 @@ impl fmt::Display for ObjectId {
 
 /// A write's place in a PG's history: the epoch its interval started in, then a sequence number
 /// that only grows within the PG. Ordered lexicographically; unique per PG (see docs/replication.md).
-#[derive(
-    Debug, Clone, Copy, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize,
-)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct Version {
     pub epoch: Epoch,
     pub seq: u64,

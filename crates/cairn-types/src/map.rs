@@ -131,26 +131,88 @@ pub struct ClusterMap {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum MapCommand {
     /// First entry of a new cluster.
-    Init { fsid: String, mons: Vec<MonInfo>, settings: MapSettings, now_secs: u64 },
-    OsdBoot { id: OsdId, addr: String, host: String, capacity_bytes: u64, now_secs: u64 },
-    OsdDown { ids: Vec<OsdId>, now_secs: u64 },
+    Init {
+        fsid: String,
+        mons: Vec<MonInfo>,
+        settings: MapSettings,
+        now_secs: u64,
+    },
+    OsdBoot {
+        id: OsdId,
+        addr: String,
+        host: String,
+        capacity_bytes: u64,
+        now_secs: u64,
+    },
+    OsdDown {
+        ids: Vec<OsdId>,
+        now_secs: u64,
+    },
     /// Failure detection: marks `id` down only if it is still the life that started at
     /// `up_from` (a report about an earlier life must not down a freshly booted OSD).
-    OsdFailed { id: OsdId, up_from: Epoch, now_secs: u64 },
-    OsdOut { ids: Vec<OsdId>, by_operator: bool, now_secs: u64 },
-    OsdIn { ids: Vec<OsdId>, now_secs: u64 },
-    OsdReweight { id: OsdId, reweight: u32, now_secs: u64 },
-    PoolCreate { name: String, pg_num: Option<u32>, pgp_num: Option<u32>, size: Option<u32>, now_secs: u64 },
-    PoolDelete { name: String, now_secs: u64 },
-    PoolSet { name: String, key: String, value: String, now_secs: u64 },
-    PoolApplicationEnable { name: String, app: String, now_secs: u64 },
-    PoolSetQuota { name: String, field: String, value: u64, now_secs: u64 },
+    OsdFailed {
+        id: OsdId,
+        up_from: Epoch,
+        now_secs: u64,
+    },
+    OsdOut {
+        ids: Vec<OsdId>,
+        by_operator: bool,
+        now_secs: u64,
+    },
+    OsdIn {
+        ids: Vec<OsdId>,
+        now_secs: u64,
+    },
+    OsdReweight {
+        id: OsdId,
+        reweight: u32,
+        now_secs: u64,
+    },
+    PoolCreate {
+        name: String,
+        pg_num: Option<u32>,
+        pgp_num: Option<u32>,
+        size: Option<u32>,
+        now_secs: u64,
+    },
+    PoolDelete {
+        name: String,
+        now_secs: u64,
+    },
+    PoolSet {
+        name: String,
+        key: String,
+        value: String,
+        now_secs: u64,
+    },
+    PoolApplicationEnable {
+        name: String,
+        app: String,
+        now_secs: u64,
+    },
+    PoolSetQuota {
+        name: String,
+        field: String,
+        value: u64,
+        now_secs: u64,
+    },
     /// The leader's configuration (pool defaults, down-out interval) changed.
-    SetSettings { settings: MapSettings, now_secs: u64 },
+    SetSettings {
+        settings: MapSettings,
+        now_secs: u64,
+    },
     /// The mon leader's verdict on a pool's quota usage.
-    PoolSetFull { pool: PoolId, full: bool, now_secs: u64 },
+    PoolSetFull {
+        pool: PoolId,
+        full: bool,
+        now_secs: u64,
+    },
     /// A primary reports that `pg` went active with `interval` (docs/replication.md, step A).
-    PgActivated { pg: PgId, interval: PgInterval },
+    PgActivated {
+        pg: PgId,
+        interval: PgInterval,
+    },
 }
 
 /// What an applied command says back (Ceph's status string, e.g. "pool 'x' created").
@@ -166,8 +228,7 @@ impl ClusterMap {
     }
 
     pub fn pool_named(&self, name: &str) -> Result<&Pool> {
-        self.pool_by_name(name)
-            .ok_or_else(|| Error::enoent(format!("pool '{name}' does not exist")))
+        self.pool_by_name(name).ok_or_else(|| Error::enoent(format!("pool '{name}' does not exist")))
     }
 
     /// The PG an object of `pool` maps to.
@@ -308,9 +369,7 @@ impl ClusterMap {
                 self.history.retain(|pg, _| pg.pool != id);
                 (format!("pool '{name}' removed"), *now_secs)
             }
-            PoolSet { name, key, value, now_secs } => {
-                (self.pool_set(name, key, value)?, *now_secs)
-            }
+            PoolSet { name, key, value, now_secs } => (self.pool_set(name, key, value)?, *now_secs),
             PoolApplicationEnable { name, app, now_secs } => {
                 let pool = self.pool_mut(name)?;
                 pool.applications.insert(app.clone());
@@ -353,9 +412,7 @@ impl ClusterMap {
     }
 
     fn osd_mut(&mut self, id: OsdId) -> Result<&mut OsdInfo> {
-        self.osds
-            .get_mut(&id)
-            .ok_or_else(|| Error::enoent(format!("osd.{id} does not exist")))
+        self.osds.get_mut(&id).ok_or_else(|| Error::enoent(format!("osd.{id} does not exist")))
     }
 
     fn pool_mut(&mut self, name: &str) -> Result<&mut Pool> {
@@ -412,9 +469,7 @@ impl ClusterMap {
     fn pool_set(&mut self, name: &str, key: &str, value: &str) -> Result<Applied> {
         let pool = self.pool_mut(name)?;
         let num = || -> Result<u32> {
-            value
-                .parse::<u32>()
-                .map_err(|_| Error::einval(format!("error parsing integer value '{value}'")))
+            value.parse::<u32>().map_err(|_| Error::einval(format!("error parsing integer value '{value}'")))
         };
         match key {
             "size" => {
@@ -500,14 +555,11 @@ impl ClusterMap {
                     pool.failure_domain,
                     |id| self.reweight(id),
                 );
-                let acting: Vec<OsdId> = raw
-                    .into_iter()
-                    .filter(|id| self.osds.get(id).is_some_and(|o| o.up))
-                    .collect();
+                let acting: Vec<OsdId> =
+                    raw.into_iter().filter(|id| self.osds.get(id).is_some_and(|o| o.up)).collect();
                 let interval = match self.intervals.get(&pg) {
                     Some(old)
-                        if old.acting == acting
-                            && !rebooted.is_some_and(|id| old.acting.contains(&id)) =>
+                        if old.acting == acting && !rebooted.is_some_and(|id| old.acting.contains(&id)) =>
                     {
                         old.clone()
                     }
@@ -550,9 +602,7 @@ fn check_pg_num(pg_num: u32) -> Result<()> {
 
 fn check_size(size: u32) -> Result<()> {
     if size == 0 || size > MAX_POOL_SIZE {
-        return Err(Error::einval(format!(
-            "pool size must be between 1 and {MAX_POOL_SIZE}"
-        )));
+        return Err(Error::einval(format!("pool size must be between 1 and {MAX_POOL_SIZE}")));
     }
     Ok(())
 }

@@ -174,10 +174,7 @@ impl Hierarchy {
     /// once when the host first appears), so hosts coming and going never renumber the others.
     /// Ids must be distinct and ≤ −2 (−1 is the root); the root lists hosts in decreasing id
     /// order, which is their creation order in Ceph.
-    pub fn with_host_ids(
-        candidates: &[Candidate],
-        host_ids: &BTreeMap<String, i32>,
-    ) -> Result<Self> {
+    pub fn with_host_ids(candidates: &[Candidate], host_ids: &BTreeMap<String, i32>) -> Result<Self> {
         let by_host = group_by_host(candidates);
         let mut hosts = Vec::with_capacity(by_host.len());
         let mut seen = BTreeMap::new();
@@ -186,14 +183,10 @@ impl Hierarchy {
                 .get(name)
                 .ok_or_else(|| Error::einval(format!("no CRUSH bucket id for host '{name}'")))?;
             if id > -2 {
-                return Err(Error::einval(format!(
-                    "host '{name}' has bucket id {id}, not ≤ -2"
-                )));
+                return Err(Error::einval(format!("host '{name}' has bucket id {id}, not ≤ -2")));
             }
             if let Some(other) = seen.insert(id, name) {
-                return Err(Error::einval(format!(
-                    "hosts '{other}' and '{name}' share id {id}"
-                )));
+                return Err(Error::einval(format!("hosts '{other}' and '{name}' share id {id}")));
             }
             hosts.push((osds, i64::from(id)));
         }
@@ -202,33 +195,18 @@ impl Hierarchy {
     }
 
     fn from_hosts(hosts: Vec<(Vec<Item>, i64)>) -> Self {
-        let hosts: Vec<HostBucket> = hosts
-            .into_iter()
-            .map(|(osds, id)| HostBucket { id, osds })
-            .collect();
+        let hosts: Vec<HostBucket> = hosts.into_iter().map(|(osds, id)| HostBucket { id, osds }).collect();
         let root: Vec<Item> = hosts
             .iter()
             .map(|h| {
                 // Ceph refuses maps whose bucket weights overflow 32 bits; saturate instead.
                 let sum: u64 = h.osds.iter().map(|o| u64::from(o.weight)).sum();
-                Item {
-                    id: h.id,
-                    weight: u32::try_from(sum).unwrap_or(u32::MAX),
-                }
+                Item { id: h.id, weight: u32::try_from(sum).unwrap_or(u32::MAX) }
             })
             .collect();
         let weighted_hosts = root.iter().filter(|i| i.weight > 0).count();
-        let weighted_osds = hosts
-            .iter()
-            .flat_map(|h| &h.osds)
-            .filter(|o| o.weight > 0)
-            .count();
-        Hierarchy {
-            root,
-            hosts,
-            weighted_hosts,
-            weighted_osds,
-        }
+        let weighted_osds = hosts.iter().flat_map(|h| &h.osds).filter(|o| o.weight > 0).count();
+        Hierarchy { root, hosts, weighted_hosts, weighted_osds }
     }
 
     /// Up to `size` OSDs for PG `seed` of `pool`, first = primary, with `reweight` as in
@@ -332,10 +310,7 @@ fn group_by_host(candidates: &[Candidate]) -> BTreeMap<&str, Vec<Item>> {
     }
     let mut by_host: BTreeMap<&str, Vec<Item>> = BTreeMap::new();
     for c in by_id.values() {
-        let item = Item {
-            id: i64::from(c.id),
-            weight: c.weight,
-        };
+        let item = Item { id: i64::from(c.id), weight: c.weight };
         by_host.entry(c.host.as_str()).or_default().push(item);
     }
     by_host

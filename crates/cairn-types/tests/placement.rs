@@ -65,11 +65,7 @@ const STR_HASHES: &[(&str, &str, u32)] = &[
 #[test]
 fn object_hash_matches_ceph_rjenkins() {
     for &(namespace, name, want) in STR_HASHES {
-        assert_eq!(
-            object_hash(namespace, name),
-            want,
-            "{namespace:?} / {name:?}"
-        );
+        assert_eq!(object_hash(namespace, name), want, "{namespace:?} / {name:?}");
     }
 }
 
@@ -107,13 +103,7 @@ fn pg_seed_edges() {
 }
 
 fn uneven_hosts() -> Vec<Candidate> {
-    (0..12)
-        .map(|i| Candidate {
-            id: i,
-            host: format!("h{}", i % 5),
-            weight: W,
-        })
-        .collect()
+    (0..12).map(|i| Candidate { id: i, host: format!("h{}", i % 5), weight: W }).collect()
 }
 
 /// `osdmaptool --test-map-pgs-dump`: pool 1 (pg_num 48, pgp_num 24, size 3), PG 1.0 … 1.2f.
@@ -425,11 +415,7 @@ fn mappings_match_crushtool() {
         let candidates: Vec<Candidate> = case
             .osds
             .iter()
-            .map(|&(id, host, weight)| Candidate {
-                id,
-                host: host.to_string(),
-                weight,
-            })
+            .map(|&(id, host, weight)| Candidate { id, host: host.to_string(), weight })
             .collect();
         let reweights: BTreeMap<OsdId, u32> = case.reweights.iter().copied().collect();
         let hierarchy = Hierarchy::new(&candidates);
@@ -443,21 +429,13 @@ fn mappings_match_crushtool() {
                 assert_eq!(&got, first, "{} x={x}", case.name);
             }
             if let Some(ceph) = deviations.get(&x) {
-                assert_ne!(
-                    &got, ceph,
-                    "{} x={x}: listed deviation no longer deviates",
-                    case.name
-                );
+                assert_ne!(&got, ceph, "{} x={x}: listed deviation no longer deviates", case.name);
                 got = ceph.to_vec();
             }
             let ids: Vec<String> = got.iter().map(|o| o.to_string()).collect();
             fnv1a(&mut digest, format!("{x}:{};", ids.join(",")).as_bytes());
         }
-        assert_eq!(
-            digest, case.digest,
-            "{}: mappings differ from crushtool",
-            case.name
-        );
+        assert_eq!(digest, case.digest, "{}: mappings differ from crushtool", case.name);
     }
 }
 
@@ -465,23 +443,11 @@ fn mappings_match_crushtool() {
 // Properties.
 
 fn one_per_host(n: u32, weight: u32) -> Vec<Candidate> {
-    (0..n)
-        .map(|i| Candidate {
-            id: i,
-            host: format!("host{i:02}"),
-            weight,
-        })
-        .collect()
+    (0..n).map(|i| Candidate { id: i, host: format!("host{i:02}"), weight }).collect()
 }
 
 fn spread_over_hosts(osds: u32, hosts: u32) -> Vec<Candidate> {
-    (0..osds)
-        .map(|i| Candidate {
-            id: i,
-            host: format!("h{}", i % hosts),
-            weight: W,
-        })
-        .collect()
+    (0..osds).map(|i| Candidate { id: i, host: format!("h{}", i % hosts), weight: W }).collect()
 }
 
 /// Maps PG seeds 0..pgs of `pool` with every OSD fully in.
@@ -492,32 +458,17 @@ fn map_pgs(
     size: usize,
     domain: FailureDomain,
 ) -> Vec<Vec<OsdId>> {
-    (0..pgs)
-        .map(|ps| hierarchy.choose_osds(pool, ps, size, domain, |_| REWEIGHT_IN))
-        .collect()
+    (0..pgs).map(|ps| hierarchy.choose_osds(pool, ps, size, domain, |_| REWEIGHT_IN)).collect()
 }
 
 fn map_candidates(candidates: &[Candidate], pool: u32, pgs: u32, size: usize) -> Vec<Vec<OsdId>> {
-    map_pgs(
-        &Hierarchy::new(candidates),
-        pool,
-        pgs,
-        size,
-        FailureDomain::Host,
-    )
+    map_pgs(&Hierarchy::new(candidates), pool, pgs, size, FailureDomain::Host)
 }
 
 /// PGs 0..4096 of `pool`, size 3, with `gone` marked out (reweight 0) the way Ceph's `osd out` does.
-fn map_with_osd_out(
-    hierarchy: &Hierarchy,
-    pool: u32,
-    domain: FailureDomain,
-    gone: OsdId,
-) -> Vec<Vec<OsdId>> {
+fn map_with_osd_out(hierarchy: &Hierarchy, pool: u32, domain: FailureDomain, gone: OsdId) -> Vec<Vec<OsdId>> {
     let reweight = |osd: OsdId| if osd == gone { 0 } else { REWEIGHT_IN };
-    (0..4096)
-        .map(|ps| hierarchy.choose_osds(pool, ps, 3, domain, reweight))
-        .collect()
+    (0..4096).map(|ps| hierarchy.choose_osds(pool, ps, 3, domain, reweight)).collect()
 }
 
 fn replica_counts(maps: &[Vec<OsdId>]) -> BTreeMap<OsdId, usize> {
@@ -530,40 +481,23 @@ fn replica_counts(maps: &[Vec<OsdId>]) -> BTreeMap<OsdId, usize> {
 
 /// Replica slots that must be copied between two mappings of the same PGs: OSDs newly in a set.
 fn moved_slots(before: &[Vec<OsdId>], after: &[Vec<OsdId>]) -> usize {
-    before
-        .iter()
-        .zip(after)
-        .map(|(b, a)| a.iter().filter(|osd| !b.contains(osd)).count())
-        .sum()
+    before.iter().zip(after).map(|(b, a)| a.iter().filter(|osd| !b.contains(osd)).count()).sum()
 }
 
 /// PGs that do not hold `osd` before, yet change.
 fn unrelated_moves(before: &[Vec<OsdId>], after: &[Vec<OsdId>], osd: OsdId) -> usize {
-    before
-        .iter()
-        .zip(after)
-        .filter(|(b, a)| !b.contains(&osd) && b != a)
-        .count()
+    before.iter().zip(after).filter(|(b, a)| !b.contains(&osd) && b != a).count()
 }
 
 /// Host ids persisted the Ceph way: −2, −3, … in the order hosts were created.
 fn persisted_ids(creation_order: &[&str]) -> BTreeMap<String, i32> {
-    creation_order
-        .iter()
-        .enumerate()
-        .map(|(i, h)| (h.to_string(), -2 - i as i32))
-        .collect()
+    creation_order.iter().enumerate().map(|(i, h)| (h.to_string(), -2 - i as i32)).collect()
 }
 
 /// Few cases with a fixed seed: each case maps thousands of PGs, and the statistical bounds below
 /// are checked on a reproducible sample.
 fn heavy_config(cases: u32) -> Config {
-    Config {
-        cases,
-        rng_seed: RngSeed::Fixed(0xCA1B_2024),
-        failure_persistence: None,
-        ..Config::default()
-    }
+    Config { cases, rng_seed: RngSeed::Fixed(0xCA1B_2024), failure_persistence: None, ..Config::default() }
 }
 
 fn arb_candidates() -> impl Strategy<Value = Vec<Candidate>> {
@@ -660,30 +594,14 @@ fn degenerate_inputs() {
     let candidates = spread_over_hosts(6, 3);
     assert!(choose_osds(1, 7, 0, &candidates, FailureDomain::Host).is_empty());
     assert!(choose_osds(1, 7, 3, &[], FailureDomain::Host).is_empty());
-    let zero: Vec<Candidate> = candidates
-        .iter()
-        .map(|c| Candidate {
-            weight: 0,
-            ..c.clone()
-        })
-        .collect();
+    let zero: Vec<Candidate> = candidates.iter().map(|c| Candidate { weight: 0, ..c.clone() }).collect();
     assert!(choose_osds(1, 7, 3, &zero, FailureDomain::Osd).is_empty());
     // More replicas than hosts: one per host, never a second on the same host.
-    assert_eq!(
-        choose_osds(1, 7, 10, &candidates, FailureDomain::Host).len(),
-        3
-    );
-    assert_eq!(
-        choose_osds(1, 7, 10, &candidates, FailureDomain::Osd).len(),
-        6
-    );
+    assert_eq!(choose_osds(1, 7, 10, &candidates, FailureDomain::Host).len(), 3);
+    assert_eq!(choose_osds(1, 7, 10, &candidates, FailureDomain::Osd).len(), 6);
     // A duplicated OSD id keeps its first entry.
     let mut dup = candidates.clone();
-    dup.push(Candidate {
-        id: 0,
-        host: "elsewhere".into(),
-        weight: 50 * W,
-    });
+    dup.push(Candidate { id: 0, host: "elsewhere".into(), weight: 50 * W });
     assert_eq!(Hierarchy::new(&dup), Hierarchy::new(&candidates));
 }
 
@@ -693,15 +611,8 @@ fn host_ids_can_be_persisted() {
     // Ids equal to `new`'s numbering give the same hierarchy.
     let same = Hierarchy::with_host_ids(&candidates, &persisted_ids(&["h0", "h1", "h2"])).unwrap();
     assert_eq!(same, Hierarchy::new(&candidates));
-    let errno = |ids: BTreeMap<String, i32>| {
-        Hierarchy::with_host_ids(&candidates, &ids)
-            .unwrap_err()
-            .errno
-    };
-    assert_eq!(
-        errno(persisted_ids(&["h0", "h1"])),
-        cairn_types::errno::EINVAL
-    );
+    let errno = |ids: BTreeMap<String, i32>| Hierarchy::with_host_ids(&candidates, &ids).unwrap_err().errno;
+    assert_eq!(errno(persisted_ids(&["h0", "h1"])), cairn_types::errno::EINVAL);
     let mut clash = persisted_ids(&["h0", "h1", "h2"]);
     clash.insert("h2".into(), -2);
     assert_eq!(errno(clash), cairn_types::errno::EINVAL);

@@ -12,6 +12,8 @@ pub const CAIRN: &str = env!("CARGO_BIN_EXE_cairn");
 
 pub struct Cluster {
     pub dir: tempfile::TempDir,
+    /// Daemons this test started itself (reaped when the cluster is dropped).
+    children: std::sync::Mutex<Vec<std::process::Child>>,
 }
 
 pub struct CliOut {
@@ -24,9 +26,24 @@ impl Cluster {
     /// Starts a new cluster and waits until it is healthy.
     pub fn up(osds: u32, mons: u32) -> Cluster {
         let dir = tempfile::Builder::new().prefix("cairn-test-").tempdir().expect("tempdir");
-        let c = Cluster { dir };
-        let out = c.run_raw(&["up", "--daemon", "--osds", &osds.to_string(), "--mons", &mons.to_string(), "--dir", c.path_str()]);
-        assert!(out.status.success(), "cairn up failed:\n{}\n{}\n{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr), c.logs());
+        let c = Cluster { dir, children: Default::default() };
+        let out = c.run_raw(&[
+            "up",
+            "--daemon",
+            "--osds",
+            &osds.to_string(),
+            "--mons",
+            &mons.to_string(),
+            "--dir",
+            c.path_str(),
+        ]);
+        assert!(
+            out.status.success(),
+            "cairn up failed:\n{}\n{}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr),
+            c.logs()
+        );
         c
     }
 
@@ -56,14 +73,24 @@ impl Cluster {
     /// Restarts whatever is not running (same data), waiting for health.
     pub fn restart(&self) {
         let out = self.run_raw(&["up", "--daemon", "--dir", self.path_str()]);
-        assert!(out.status.success(), "cairn up (restart) failed:\n{}\n{}\n{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr), self.logs());
+        assert!(
+            out.status.success(),
+            "cairn up (restart) failed:\n{}\n{}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr),
+            self.logs()
+        );
     }
 
     /// Starts one daemon (e.g. "osd.1") in the background without waiting for health.
     pub fn start(&self, name: &str) {
         let (kind, id) = name.split_once('.').expect("daemon name");
-        let log = std::fs::OpenOptions::new().create(true).append(true).open(self.path().join("log").join(format!("{name}.out"))).expect("log");
-        Command::new(CAIRN)
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.path().join("log").join(format!("{name}.out")))
+            .expect("log");
+        let child = Command::new(CAIRN)
             .args([kind, "--id", id, "-c"])
             .arg(self.conf())
             .stdin(std::process::Stdio::null())
@@ -71,6 +98,7 @@ impl Cluster {
             .stderr(log)
             .spawn()
             .expect("spawn daemon");
+        self.children.lock().unwrap().push(child);
     }
 
     pub fn pid(&self, name: &str) -> Option<i32> {
@@ -138,7 +166,11 @@ impl Cluster {
             let Ok(v) = serde_json::from_str::<serde_json::Value>(&out.stdout) else { return false };
             let pgs = v["pgmap"]["num_pgs"].as_u64().unwrap_or(0);
             let states = v["pgmap"]["pgs_by_state"].as_array().cloned().unwrap_or_default();
-            let clean: u64 = states.iter().filter(|s| s["state_name"] == "active+clean").map(|s| s["count"].as_u64().unwrap_or(0)).sum();
+            let clean: u64 = states
+                .iter()
+                .filter(|s| s["state_name"] == "active+clean")
+                .map(|s| s["count"].as_u64().unwrap_or(0))
+                .sum();
             v["osdmap"]["num_up_osds"].as_u64() == Some(osds) && clean == pgs
         });
     }
@@ -171,5 +203,9 @@ fn is_zombie(pid: i32) -> bool {
 impl Drop for Cluster {
     fn drop(&mut self) {
         let _ = Command::new(CAIRN).args(["down", "--dir", self.path_str()]).output();
+        for mut child in self.children.lock().unwrap().drain(..) {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
     }
 }

@@ -18,9 +18,7 @@ pub(super) fn bad_field(name: &str) -> Error {
 
 impl<'a> Args<'a> {
     pub fn new(cmd: &'a Value) -> Result<Self> {
-        let obj = cmd
-            .as_object()
-            .ok_or_else(|| Error::einval("command is not a JSON object"))?;
+        let obj = cmd.as_object().ok_or_else(|| Error::einval("command is not a JSON object"))?;
         Ok(Args { obj })
     }
 
@@ -129,7 +127,5 @@ fn scalar_string(v: &Value) -> Option<String> {
 /// Ceph's `parse_osd_id`: `3` or `osd.3`.
 pub(super) fn parse_osd_id(word: &str) -> Result<OsdId> {
     let digits = word.strip_prefix("osd.").unwrap_or(word);
-    digits
-        .parse::<OsdId>()
-        .map_err(|_| Error::einval(format!("invalid osd id '{word}'")))
+    digits.parse::<OsdId>().map_err(|_| Error::einval(format!("invalid osd id '{word}'")))
 }

@@ -84,18 +84,8 @@ fn pool_dfs<'a>(ctx: &'a CommandContext) -> Vec<PoolDf<'a>> {
             let used = s.bytes * size;
             let raw_avail = raw / size * size;
             let denom = used + raw_avail;
-            let percent_used = if denom == 0 {
-                0.0
-            } else {
-                used as f64 / denom as f64
-            };
-            PoolDf {
-                pool,
-                sums: s,
-                used,
-                max_avail: raw / size,
-                percent_used,
-            }
+            let percent_used = if denom == 0 { 0.0 } else { used as f64 / denom as f64 };
+            PoolDf { pool, sums: s, used, max_avail: raw / size, percent_used }
         })
         .collect()
 }
@@ -105,20 +95,12 @@ pub(super) fn df(args: &Args, ctx: &CommandContext) -> Result<Plan> {
     let detail = args.choice_is("detail", "detail");
     let u = usage(ctx);
     let pools = pool_dfs(ctx);
-    let data = render(
-        args.format(),
-        || df_json(&u, &pools, detail),
-        || df_plain(&u, &pools, detail),
-    );
+    let data = render(args.format(), || df_json(&u, &pools, detail), || df_plain(&u, &pools, detail));
     reply("", data)
 }
 
 fn df_json(u: &Usage, pools: &[PoolDf], detail: bool) -> Value {
-    let ratio = if u.total == 0 {
-        0.0
-    } else {
-        u.used as f64 / u.total as f64
-    };
+    let ratio = if u.total == 0 { 0.0 } else { u.used as f64 / u.total as f64 };
     let pools: Vec<Value> = pools.iter().map(|p| pool_json(p, detail)).collect();
     json!({
         "stats": {
@@ -188,30 +170,15 @@ fn raw_table(u: &Usage) -> Table {
         ("RAW USED", R, R),
         ("%RAW USED", R, R),
     ]);
-    let pct = if u.total == 0 {
-        0.0
-    } else {
-        100.0 * u.used as f64 / u.total as f64
-    };
-    t.row(vec![
-        "TOTAL".into(),
-        bytes(u.total),
-        bytes(u.avail),
-        bytes(u.used),
-        bytes(u.used),
-        percent(pct),
-    ]);
+    let pct = if u.total == 0 { 0.0 } else { 100.0 * u.used as f64 / u.total as f64 };
+    t.row(vec!["TOTAL".into(), bytes(u.total), bytes(u.avail), bytes(u.used), bytes(u.used), percent(pct)]);
     t
 }
 
 fn pools_table(pools: &[PoolDf], detail: bool) -> Table {
     let mut t = Table::new(&pool_columns(detail));
     for p in pools {
-        let mut row = vec![
-            p.pool.name.clone(),
-            p.pool.id.to_string(),
-            p.pool.pg_num.to_string(),
-        ];
+        let mut row = vec![p.pool.name.clone(), p.pool.id.to_string(), p.pool.pg_num.to_string()];
         row.push(bytes(p.sums.bytes));
         if detail {
             row.extend([bytes(p.sums.bytes), bytes(0)]);
@@ -232,12 +199,7 @@ fn pools_table(pools: &[PoolDf], detail: bool) -> Table {
 
 fn pool_columns(detail: bool) -> Vec<(&'static str, Align, Align)> {
     use Align::{Left as L, Right as R};
-    let mut cols = vec![
-        ("POOL", L, L),
-        ("ID", R, R),
-        ("PGS", R, R),
-        ("STORED", R, R),
-    ];
+    let mut cols = vec![("POOL", L, L), ("ID", R, R), ("PGS", R, R), ("STORED", R, R)];
     if detail {
         cols.extend([("(DATA)", R, R), ("(OMAP)", R, R)]);
     }

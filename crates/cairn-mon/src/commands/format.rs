@@ -35,11 +35,7 @@ pub fn json_bytes(v: &Value, format: Format) -> Vec<u8> {
 }
 
 /// Renders either form, building only the one asked for.
-pub fn render(
-    format: Format,
-    json: impl FnOnce() -> Value,
-    plain: impl FnOnce() -> String,
-) -> Vec<u8> {
+pub fn render(format: Format, json: impl FnOnce() -> Value, plain: impl FnOnce() -> String) -> Vec<u8> {
     if format.is_json() {
         json_bytes(&json(), format)
     } else {
@@ -136,12 +132,7 @@ pub fn utime(secs: u64) -> String {
     let days = (secs / 86_400) as i64;
     let rem = secs % 86_400;
     let (y, m, d) = civil_from_days(days);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.000000+0000",
-        rem / 3600,
-        rem / 60 % 60,
-        rem % 60
-    )
+    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.000000+0000", rem / 3600, rem / 60 % 60, rem % 60)
 }
 
 /// Days since 1970-01-01 to (year, month, day) in the proleptic Gregorian calendar
@@ -188,14 +179,8 @@ pub struct Table {
 impl Table {
     /// Columns as (heading, heading alignment, cell alignment).
     pub fn new(cols: &[(&str, Align, Align)]) -> Self {
-        let heads = cols
-            .iter()
-            .map(|(h, ha, ca)| (h.to_string(), *ha, *ca))
-            .collect();
-        Table {
-            heads,
-            rows: Vec::new(),
-        }
+        let heads = cols.iter().map(|(h, ha, ca)| (h.to_string(), *ha, *ca)).collect();
+        Table { heads, rows: Vec::new() }
     }
 
     pub fn row(&mut self, cells: Vec<String>) {
@@ -206,24 +191,15 @@ impl Table {
     pub fn render(&self) -> String {
         let widths: Vec<usize> = (0..self.heads.len())
             .map(|i| {
-                let cells = self
-                    .rows
-                    .iter()
-                    .map(|r| r.get(i).map_or(0, |c| c.chars().count()));
-                cells
-                    .chain([self.heads[i].0.chars().count()])
-                    .max()
-                    .unwrap_or(0)
+                let cells = self.rows.iter().map(|r| r.get(i).map_or(0, |c| c.chars().count()));
+                cells.chain([self.heads[i].0.chars().count()]).max().unwrap_or(0)
             })
             .collect();
         let heading: Vec<(String, Align)> = self.heads.iter().map(|h| (h.0.clone(), h.1)).collect();
         let mut out = line(&heading, &widths);
         for row in &self.rows {
-            let cells: Vec<(String, Align)> = row
-                .iter()
-                .zip(&self.heads)
-                .map(|(c, h)| (c.clone(), h.2))
-                .collect();
+            let cells: Vec<(String, Align)> =
+                row.iter().zip(&self.heads).map(|(c, h)| (c.clone(), h.2)).collect();
             out.push_str(&line(&cells, &widths));
         }
         out
@@ -283,10 +259,7 @@ mod tests {
 
     #[test]
     fn table_pads_and_aligns() {
-        let mut t = Table::new(&[
-            ("CLASS", Align::Left, Align::Left),
-            ("SIZE", Align::Right, Align::Right),
-        ]);
+        let mut t = Table::new(&[("CLASS", Align::Left, Align::Left), ("SIZE", Align::Right, Align::Right)]);
         t.row(vec!["hdd".into(), "5 TiB".into()]);
         assert_eq!(t.render(), "CLASS   SIZE\nhdd    5 TiB\n");
     }

@@ -55,12 +55,7 @@ pub type HealthChecks = BTreeMap<&'static str, HealthCheck>;
 
 impl HealthCheck {
     fn new(severity: Severity, summary: String, count: usize, detail: Vec<String>) -> Self {
-        HealthCheck {
-            severity,
-            summary,
-            count: count as u64,
-            detail,
-        }
+        HealthCheck { severity, summary, count: count as u64, detail }
     }
 
     /// A warning counting one thing per detail line.
@@ -94,11 +89,7 @@ pub fn health_checks(ctx: &CommandContext) -> HealthChecks {
 
 /// The worst severity raised, `HEALTH_OK` when none.
 pub fn overall(checks: &HealthChecks) -> Severity {
-    checks
-        .values()
-        .map(|c| c.severity)
-        .max()
-        .unwrap_or(Severity::Ok)
+    checks.values().map(|c| c.severity).max().unwrap_or(Severity::Ok)
 }
 
 fn mon_checks(ctx: &CommandContext, checks: &mut HealthChecks) {
@@ -108,10 +99,7 @@ fn mon_checks(ctx: &CommandContext, checks: &mut HealthChecks) {
         .filter(|(_, m)| !mons.in_quorum(m.node_id))
         .map(|(rank, m)| {
             let addr = v2_addr(&m.addr);
-            format!(
-                "mon.{} (rank {rank}) addr {addr} is down (out of quorum)",
-                m.name
-            )
+            format!("mon.{} (rank {rank}) addr {addr} is down (out of quorum)", m.name)
         })
         .collect();
     if !down.is_empty() {
@@ -150,11 +138,8 @@ fn subtree_down_checks(ctx: &CommandContext, checks: &mut HealthChecks) {
         *total += 1;
         *down += usize::from(!o.up);
     }
-    let down_hosts: Vec<(&str, usize)> = hosts
-        .into_iter()
-        .filter(|(_, (n, d))| n == d)
-        .map(|(h, (n, _))| (h, n))
-        .collect();
+    let down_hosts: Vec<(&str, usize)> =
+        hosts.into_iter().filter(|(_, (n, d))| n == d).map(|(h, (n, _))| (h, n)).collect();
     if !down_hosts.is_empty() {
         let n_osds: usize = down_hosts.iter().map(|h| h.1).sum();
         let plural = if down_hosts.len() > 1 { "s" } else { "" };
@@ -169,10 +154,7 @@ fn subtree_down_checks(ctx: &CommandContext, checks: &mut HealthChecks) {
     if !osds.is_empty() && osds.values().all(|o| !o.up) {
         let n = osds.len();
         let detail = vec![format!("root default ({n} osds) is down")];
-        checks.insert(
-            "OSD_ROOT_DOWN",
-            HealthCheck::warn(format!("1 root ({n} osds) down"), detail),
-        );
+        checks.insert("OSD_ROOT_DOWN", HealthCheck::warn(format!("1 root ({n} osds) down"), detail));
     }
 }
 
@@ -192,10 +174,7 @@ fn osd_usage_checks(ctx: &CommandContext, checks: &mut HealthChecks) {
     if !full.is_empty() {
         let summary = format!("{} full osd(s)", full.len());
         let n = full.len();
-        checks.insert(
-            "OSD_FULL",
-            HealthCheck::new(Severity::Err, summary, n, full),
-        );
+        checks.insert("OSD_FULL", HealthCheck::new(Severity::Err, summary, n, full));
     }
     if !near.is_empty() {
         let summary = format!("{} nearfull osd(s)", near.len());
@@ -224,23 +203,13 @@ fn pg_has_problem(v: &PgView, word: &str) -> bool {
 
 fn pg_checks(views: &[PgView], checks: &mut HealthChecks) {
     for (code, severity, lead) in [
-        (
-            "PG_AVAILABILITY",
-            Severity::Warn,
-            "Reduced data availability: ",
-        ),
+        ("PG_AVAILABILITY", Severity::Warn, "Reduced data availability: "),
         ("PG_DEGRADED", Severity::Warn, "Degraded data redundancy: "),
         ("PG_DAMAGED", Severity::Err, "Possible data damage: "),
     ] {
-        let problems: Vec<&str> = PG_PROBLEMS
-            .iter()
-            .filter(|(_, c)| *c == code)
-            .map(|(w, _)| *w)
-            .collect();
-        let hit: Vec<&PgView> = views
-            .iter()
-            .filter(|v| problems.iter().any(|w| pg_has_problem(v, w)))
-            .collect();
+        let problems: Vec<&str> = PG_PROBLEMS.iter().filter(|(_, c)| *c == code).map(|(w, _)| *w).collect();
+        let hit: Vec<&PgView> =
+            views.iter().filter(|v| problems.iter().any(|w| pg_has_problem(v, w))).collect();
         if hit.is_empty() {
             continue;
         }
@@ -273,17 +242,9 @@ fn quota_state(pool: &Pool, sums: &PoolSums) -> (bool, Option<String>) {
     }
     let near = |v: u64, max: u64| max > 0 && v as f64 >= max as f64 * QUOTA_NEARFULL_RATIO;
     let line = if near(objs, max_objs) {
-        Some(format!(
-            "pool '{}' has {objs} objects (max {max_objs})",
-            pool.name
-        ))
+        Some(format!("pool '{}' has {objs} objects (max {max_objs})", pool.name))
     } else if near(used, max_bytes) {
-        Some(format!(
-            "pool '{}' has {} (max {})",
-            pool.name,
-            bytes(used),
-            bytes(max_bytes)
-        ))
+        Some(format!("pool '{}' has {} (max {})", pool.name, bytes(used), bytes(max_bytes)))
     } else {
         None
     };
@@ -299,10 +260,7 @@ fn pool_checks(ctx: &CommandContext, views: &[PgView], checks: &mut HealthChecks
             no_app.push(format!("application not enabled on pool '{}'", pool.name));
         }
         match quota_state(pool, &sums.get(&pool.id).copied().unwrap_or_default()) {
-            (true, _) => full.push(format!(
-                "pool '{}' is full (running out of quota)",
-                pool.name
-            )),
+            (true, _) => full.push(format!("pool '{}' is full (running out of quota)", pool.name)),
             (false, Some(line)) => near.push(line),
             (false, None) => {}
         }

@@ -71,10 +71,7 @@ pub enum Plan {
 }
 
 pub(crate) fn reply(status: &str, data: Vec<u8>) -> Result<Plan> {
-    Ok(Plan::Reply(CommandOutput {
-        status: status.to_string(),
-        data,
-    }))
+    Ok(Plan::Reply(CommandOutput { status: status.to_string(), data }))
 }
 
 /// Validates a JSON command and either answers it from the context (reads) or returns the

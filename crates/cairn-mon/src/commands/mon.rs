@@ -21,11 +21,7 @@ pub(super) struct MonView<'a> {
 
 impl<'a> MonView<'a> {
     pub fn new(ctx: &'a CommandContext<'a>) -> Self {
-        let source = if ctx.map.mons.is_empty() {
-            &ctx.quorum.members
-        } else {
-            &ctx.map.mons
-        };
+        let source = if ctx.map.mons.is_empty() { &ctx.quorum.members } else { &ctx.map.mons };
         let mut mons: Vec<&MonInfo> = source.iter().collect();
         mons.sort_by_key(|m| m.node_id);
         MonView { mons, ctx }
@@ -44,17 +40,11 @@ impl<'a> MonView<'a> {
     }
 
     pub fn quorum_ranks(&self) -> Vec<usize> {
-        self.ranks()
-            .filter(|(_, m)| self.in_quorum(m.node_id))
-            .map(|(r, _)| r)
-            .collect()
+        self.ranks().filter(|(_, m)| self.in_quorum(m.node_id)).map(|(r, _)| r).collect()
     }
 
     pub fn quorum_names(&self) -> Vec<String> {
-        self.ranks()
-            .filter(|(_, m)| self.in_quorum(m.node_id))
-            .map(|(_, m)| m.name.clone())
-            .collect()
+        self.ranks().filter(|(_, m)| self.in_quorum(m.node_id)).map(|(_, m)| m.name.clone()).collect()
     }
 
     fn rank_of(&self, node_id: u64) -> Option<(usize, &'a MonInfo)> {
@@ -141,9 +131,8 @@ pub(super) fn quorum_status(args: &Args, ctx: &CommandContext) -> Result<Plan> {
 pub(super) fn mon_status(args: &Args, ctx: &CommandContext) -> Result<Plan> {
     let view = MonView::new(ctx);
     let q = ctx.quorum;
-    let (rank, name) = view
-        .rank_of(q.self_id)
-        .map_or((-1, String::new()), |(r, m)| (r as i64, m.name.clone()));
+    let (rank, name) =
+        view.rank_of(q.self_id).map_or((-1, String::new()), |(r, m)| (r as i64, m.name.clone()));
     let state = if q.leader == Some(q.self_id) {
         "leader"
     } else if view.in_quorum(q.self_id) {

@@ -2,9 +2,7 @@
 //! hierarchy is Ceph's default one: `root default`, one `host` bucket per OSD host.
 
 use super::args::{parse_osd_id, Args};
-use super::format::{
-    fixed_16_16, float_g, legacy_addr, render, utime, v2_addr, weight, Align, Table,
-};
+use super::format::{fixed_16_16, float_g, legacy_addr, render, utime, v2_addr, weight, Align, Table};
 use super::pool::{pool_json, pool_line};
 use super::{reply, CommandContext, Plan};
 use cairn_types::{ClusterMap, Error, MapCommand, OsdId, OsdInfo, Result};
@@ -16,12 +14,7 @@ const TYPE_ID_OSD: u32 = 0;
 const TYPE_ID_HOST: u32 = 1;
 const TYPE_ID_ROOT: u32 = 11;
 const ROOT_ID: i64 = -1;
-const OSDMAP_FLAGS: [&str; 4] = [
-    "sortbitwise",
-    "recovery_deletes",
-    "purged_snapdirs",
-    "pglog_hardlimit",
-];
+const OSDMAP_FLAGS: [&str; 4] = ["sortbitwise", "recovery_deletes", "purged_snapdirs", "pglog_hardlimit"];
 
 pub(super) struct OsdCounts {
     pub num: usize,
@@ -48,12 +41,7 @@ pub(super) fn stat(args: &Args, ctx: &CommandContext) -> Result<Plan> {
             json!({"epoch": epoch, "num_osds": c.num, "num_up_osds": c.up, "osd_up_since": 0,
                    "num_in_osds": c.in_, "osd_in_since": 0, "num_remapped_pgs": 0})
         },
-        || {
-            format!(
-                "{} osds: {} up, {} in; epoch: e{epoch}\n",
-                c.num, c.up, c.in_
-            )
-        },
+        || format!("{} osds: {} up, {} in; epoch: e{epoch}\n", c.num, c.up, c.in_),
     );
     reply("", data)
 }
@@ -76,22 +64,14 @@ fn tree(map: &ClusterMap) -> Tree<'_> {
     }
     // Bucket ids are the map's (the ones placement hashes with); a host without one, which
     // apply never leaves, gets the next free id rather than a clash.
-    let mut next_free = map
-        .host_ids
-        .values()
-        .min()
-        .map_or(-2, |m| i64::from(*m) - 1);
+    let mut next_free = map.host_ids.values().min().map_or(-2, |m| i64::from(*m) - 1);
     let mut hosts: Vec<(i64, &str, Vec<&OsdInfo>)> = by_host
         .into_iter()
         .map(|(h, osds)| {
-            let id = map
-                .host_ids
-                .get(h)
-                .map(|id| i64::from(*id))
-                .unwrap_or_else(|| {
-                    next_free -= 1;
-                    next_free + 1
-                });
+            let id = map.host_ids.get(h).map(|id| i64::from(*id)).unwrap_or_else(|| {
+                next_free -= 1;
+                next_free + 1
+            });
             (id, h, osds)
         })
         .collect();
@@ -114,10 +94,7 @@ fn status_word(o: &OsdInfo) -> &'static str {
 /// `osd tree`.
 pub(super) fn tree_cmd(args: &Args, ctx: &CommandContext) -> Result<Plan> {
     let t = tree(ctx.map);
-    reply(
-        "",
-        render(args.format(), || tree_json(&t), || tree_plain(&t)),
-    )
+    reply("", render(args.format(), || tree_json(&t), || tree_plain(&t)))
 }
 
 fn tree_plain(t: &Tree) -> String {
@@ -133,15 +110,7 @@ fn tree_plain(t: &Tree) -> String {
     ]);
     let all: Vec<&OsdInfo> = t.hosts.iter().flat_map(|h| h.2.iter().copied()).collect();
     let bucket = |id: i64, w: f64, name: String| {
-        vec![
-            id.to_string(),
-            "".into(),
-            weight(w),
-            name,
-            "".into(),
-            "".into(),
-            "".into(),
-        ]
+        vec![id.to_string(), "".into(), weight(w), name, "".into(), "".into(), "".into()]
     };
     tbl.row(bucket(ROOT_ID, crush_weight(&all), "root default".into()));
     for (id, host, osds) in &t.hosts {
@@ -330,27 +299,14 @@ pub(super) fn mark(verb: &str, args: &Args, ctx: &CommandContext) -> Result<Plan
     });
     if changing.is_empty() {
         let notes = if wildcard { Vec::new() } else { already };
-        let status: String = notes
-            .iter()
-            .map(|id| format!("osd.{id} is already {verb}. "))
-            .collect();
+        let status: String = notes.iter().map(|id| format!("osd.{id} is already {verb}. ")).collect();
         return reply(&status, Vec::new());
     }
     let now_secs = ctx.now_secs;
     let cmd = match verb {
-        "down" => MapCommand::OsdDown {
-            ids: changing,
-            now_secs,
-        },
-        "out" => MapCommand::OsdOut {
-            ids: changing,
-            by_operator: true,
-            now_secs,
-        },
-        _ => MapCommand::OsdIn {
-            ids: changing,
-            now_secs,
-        },
+        "down" => MapCommand::OsdDown { ids: changing, now_secs },
+        "out" => MapCommand::OsdOut { ids: changing, by_operator: true, now_secs },
+        _ => MapCommand::OsdIn { ids: changing, now_secs },
     };
     Ok(Plan::Propose(cmd))
 }
@@ -379,7 +335,5 @@ fn resolve_ids(words: &[String], map: &ClusterMap) -> Result<Vec<OsdId>> {
 
 /// Ceph's status for a committed mark: `marked down osd.1. marked down osd.2. `.
 pub(super) fn marked_status(verb: &str, ids: &[OsdId]) -> String {
-    ids.iter()
-        .map(|id| format!("marked {verb} osd.{id}. "))
-        .collect()
+    ids.iter().map(|id| format!("marked {verb} osd.{id}. ")).collect()
 }

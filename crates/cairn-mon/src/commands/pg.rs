@@ -46,23 +46,13 @@ pub(super) fn views<'a>(ctx: &CommandContext<'a>) -> Vec<PgView<'a>> {
     let mut out = Vec::new();
     for pool in map.pools.values() {
         for pg in pool.pgs() {
-            let up = map
-                .interval(pg)
-                .map(|i| i.acting.clone())
-                .unwrap_or_default();
+            let up = map.interval(pg).map(|i| i.acting.clone()).unwrap_or_default();
             let stat = ctx.pg_stats.get(&pg);
             let (state, acting) = match stat {
                 Some(s) => (effective_state(s, ctx), s.acting.clone()),
                 None => ("unknown".to_string(), up.clone()),
             };
-            out.push(PgView {
-                pg,
-                pool_size: pool.size,
-                state,
-                up,
-                acting,
-                stat,
-            });
+            out.push(PgView { pg, pool_size: pool.size, state, up, acting, stat });
         }
     }
     out
@@ -70,10 +60,7 @@ pub(super) fn views<'a>(ctx: &CommandContext<'a>) -> Vec<PgView<'a>> {
 
 /// The reported state, marked `stale` when the OSD that reported it is no longer up.
 fn effective_state(stat: &PgStat, ctx: &CommandContext) -> String {
-    let reporter_up = stat
-        .acting
-        .first()
-        .is_none_or(|id| ctx.map.osds.get(id).is_some_and(|o| o.up));
+    let reporter_up = stat.acting.first().is_none_or(|id| ctx.map.osds.get(id).is_some_and(|o| o.up));
     if reporter_up || stat.state.split('+').any(|s| s == "stale") {
         stat.state.clone()
     } else {
@@ -113,11 +100,7 @@ pub(super) fn totals(views: &[PgView]) -> PgTotals {
 impl PgTotals {
     /// States with their counts, most common first (as `ceph -s` lists them).
     pub fn states_by_count(&self) -> Vec<(&str, u64)> {
-        let mut v: Vec<(&str, u64)> = self
-            .by_state
-            .iter()
-            .map(|(s, n)| (s.as_str(), *n))
-            .collect();
+        let mut v: Vec<(&str, u64)> = self.by_state.iter().map(|(s, n)| (s.as_str(), *n)).collect();
         v.sort_by(|a, b| b.1.cmp(&a.1).then(b.0.cmp(a.0)));
         v
     }
@@ -128,10 +111,7 @@ impl PgTotals {
             return None;
         }
         let pct = 100.0 * self.degraded as f64 / self.copies.max(1) as f64;
-        Some(format!(
-            "{}/{} objects degraded ({pct:.3}%)",
-            self.degraded, self.copies
-        ))
+        Some(format!("{}/{} objects degraded ({pct:.3}%)", self.degraded, self.copies))
     }
 
     pub fn degraded_json(&self, out: &mut serde_json::Map<String, Value>) {
@@ -194,11 +174,7 @@ fn stat_plain(t: &PgTotals, u: &Usage) -> String {
 }
 
 fn stat_json(t: &PgTotals, u: &Usage) -> Value {
-    let by_state: Vec<Value> = t
-        .by_state
-        .iter()
-        .map(|(s, n)| json!({"name": s, "num": n}))
-        .collect();
+    let by_state: Vec<Value> = t.by_state.iter().map(|(s, n)| json!({"name": s, "num": n})).collect();
     let mut summary = serde_json::Map::new();
     summary.insert("num_pg_by_state".into(), json!(by_state));
     summary.insert("num_pgs".into(), json!(t.num_pgs));
@@ -214,11 +190,7 @@ fn stat_json(t: &PgTotals, u: &Usage) -> Value {
 /// `pg dump` (every section; `dumpcontents` is accepted and ignored).
 pub(super) fn dump(args: &Args, ctx: &CommandContext) -> Result<Plan> {
     let views = views(ctx);
-    let data = render(
-        args.format(),
-        || dump_json(&views, ctx),
-        || dump_plain(&views, ctx),
-    );
+    let data = render(args.format(), || dump_json(&views, ctx), || dump_plain(&views, ctx));
     reply("dumped all", data)
 }
 
@@ -236,9 +208,9 @@ fn stat_sum(objects: u64, bytes: u64, missing: u64) -> Value {
 }
 
 fn pg_json(v: &PgView) -> Value {
-    let (version, reported_epoch, log_size) = v.stat.map_or(("0'0".to_string(), 0, 0), |s| {
-        (s.last_update.to_string(), s.reported_epoch, s.log_size)
-    });
+    let (version, reported_epoch, log_size) = v
+        .stat
+        .map_or(("0'0".to_string(), 0, 0), |s| (s.last_update.to_string(), s.reported_epoch, s.log_size));
     json!({
         "pgid": v.pg.to_string(),
         "version": version,
@@ -327,9 +299,9 @@ fn pg_table(views: &[PgView]) -> Table {
         ("ACTING_PRIMARY", L, R),
     ]);
     for v in views {
-        let (version, reported, log) = v.stat.map_or(("0'0".to_string(), 0, 0), |s| {
-            (s.last_update.to_string(), s.reported_epoch, s.log_size)
-        });
+        let (version, reported, log) = v
+            .stat
+            .map_or(("0'0".to_string(), 0, 0), |s| (s.last_update.to_string(), s.reported_epoch, s.log_size));
         t.row(vec![
             v.pg.to_string(),
             v.objects().to_string(),
@@ -354,17 +326,7 @@ fn pg_table(views: &[PgView]) -> Table {
 
 fn sums_row(label: String, s: &PoolSums) -> Vec<String> {
     let n = |v: u64| v.to_string();
-    vec![
-        label,
-        n(s.objects),
-        n(0),
-        n(s.missing),
-        n(0),
-        n(0),
-        n(s.bytes),
-        n(s.log),
-        n(s.log),
-    ]
+    vec![label, n(s.objects), n(0), n(s.missing), n(0), n(0), n(s.bytes), n(s.log), n(s.log)]
 }
 
 fn pool_table(views: &[PgView]) -> Table {
@@ -406,10 +368,7 @@ fn osd_table(ctx: &CommandContext, views: &[PgView]) -> Table {
     ]);
     for (id, s) in ctx.osd_stats {
         let pgs = views.iter().filter(|v| v.acting.contains(id)).count();
-        let primary = views
-            .iter()
-            .filter(|v| v.acting.first() == Some(id))
-            .count();
+        let primary = views.iter().filter(|v| v.acting.first() == Some(id)).count();
         let used = bytes(s.used_bytes);
         t.row(vec![
             id.to_string(),
@@ -424,17 +383,7 @@ fn osd_table(ctx: &CommandContext, views: &[PgView]) -> Table {
     }
     let u = usage(ctx);
     let used = bytes(u.used);
-    let row = vec![
-        "sum".into(),
-        used.clone(),
-        bytes(u.avail),
-        used,
-        bytes(u.total),
-    ];
-    t.row(
-        row.into_iter()
-            .chain(["".into(), "".into(), "".into()])
-            .collect(),
-    );
+    let row = vec!["sum".into(), used.clone(), bytes(u.avail), used, bytes(u.total)];
+    t.row(row.into_iter().chain(["".into(), "".into(), "".into()]).collect());
     t
 }

@@ -15,16 +15,11 @@ const DEFAULT_RULE: &str = "replicated_rule";
 const MAX_APP_NAME_BYTES: usize = 128;
 
 fn pool_named<'a>(ctx: &CommandContext<'a>, name: &str) -> Result<&'a Pool> {
-    ctx.map
-        .pool_by_name(name)
-        .ok_or_else(|| Error::enoent(format!("unrecognized pool '{name}'")))
+    ctx.map.pool_by_name(name).ok_or_else(|| Error::enoent(format!("unrecognized pool '{name}'")))
 }
 
 fn sums_of(ctx: &CommandContext, pool: &Pool) -> PoolSums {
-    pool_sums(&views(ctx))
-        .get(&pool.id)
-        .copied()
-        .unwrap_or_default()
+    pool_sums(&views(ctx)).get(&pool.id).copied().unwrap_or_default()
 }
 
 /// Ceph's pool flags: `hashpspool`, plus `full,full_quota` once the leader marked the pool full.
@@ -58,11 +53,8 @@ pub(super) fn pool_line(p: &Pool) -> String {
 
 /// Ceph's `pg_pool_t::dump`, with `pool` and `pool_name` first as `osd dump` has them.
 pub(super) fn pool_json(p: &Pool) -> Value {
-    let apps: serde_json::Map<String, Value> = p
-        .applications
-        .iter()
-        .map(|a| (a.clone(), json!({})))
-        .collect();
+    let apps: serde_json::Map<String, Value> =
+        p.applications.iter().map(|a| (a.clone(), json!({}))).collect();
     json!({
         "pool": p.id,
         "pool_name": p.name,
@@ -95,18 +87,8 @@ pub(super) fn lspools(args: &Args, ctx: &CommandContext) -> Result<Plan> {
     let pools = ctx.map.pools.values();
     let data = render(
         args.format(),
-        || {
-            json!(pools
-                .clone()
-                .map(|p| json!({"poolnum": p.id, "poolname": p.name}))
-                .collect::<Vec<_>>())
-        },
-        || {
-            pools
-                .clone()
-                .map(|p| format!("{} {}\n", p.id, p.name))
-                .collect()
-        },
+        || json!(pools.clone().map(|p| json!({"poolnum": p.id, "poolname": p.name})).collect::<Vec<_>>()),
+        || pools.clone().map(|p| format!("{} {}\n", p.id, p.name)).collect(),
     );
     reply("", data)
 }
@@ -128,11 +110,7 @@ pub(super) fn ls(args: &Args, ctx: &CommandContext) -> Result<Plan> {
     };
     let plain = || {
         if detail {
-            pools
-                .clone()
-                .map(|p| pool_line(p) + "\n")
-                .collect::<String>()
-                + "\n"
+            pools.clone().map(|p| pool_line(p) + "\n").collect::<String>() + "\n"
         } else {
             pools.clone().map(|p| format!("{}\n", p.name)).collect()
         }
@@ -146,23 +124,13 @@ pub(super) fn create(args: &Args, ctx: &CommandContext) -> Result<Plan> {
     let pg_num = args.opt_u32("pg_num")?;
     let pgp_num = args.opt_u32("pgp_num")?;
     let size = args.opt_u32("size")?;
-    if args
-        .opt_str("pool_type")?
-        .is_some_and(|t| t != "replicated")
-    {
-        return Err(Error::new(
-            errno::EOPNOTSUPP,
-            "erasure-coded pools are not supported by Cairn",
-        ));
+    if args.opt_str("pool_type")?.is_some_and(|t| t != "replicated") {
+        return Err(Error::new(errno::EOPNOTSUPP, "erasure-coded pools are not supported by Cairn"));
     }
     // For replicated pools Ceph reads the positional after `replicated` as the rule name.
-    let rule = args
-        .opt_str("rule")?
-        .or(args.opt_str("erasure_code_profile")?);
+    let rule = args.opt_str("rule")?.or(args.opt_str("erasure_code_profile")?);
     if let Some(rule) = rule.filter(|r| *r != DEFAULT_RULE) {
-        return Err(Error::enoent(format!(
-            "specified rule '{rule}' doesn't exist"
-        )));
+        return Err(Error::enoent(format!("specified rule '{rule}' doesn't exist")));
     }
     if pg_num.is_some_and(|n| n == 0 || n > MAX_PG_NUM) {
         return Err(Error::einval(format!(
@@ -173,13 +141,7 @@ pub(super) fn create(args: &Args, ctx: &CommandContext) -> Result<Plan> {
     if ctx.map.pool_by_name(name).is_some() {
         return Err(Error::eexist(format!("pool '{name}' already exists")));
     }
-    let cmd = MapCommand::PoolCreate {
-        name: name.into(),
-        pg_num,
-        pgp_num,
-        size,
-        now_secs: ctx.now_secs,
-    };
+    let cmd = MapCommand::PoolCreate { name: name.into(), pg_num, pgp_num, size, now_secs: ctx.now_secs };
     Ok(Plan::Propose(cmd))
 }
 
@@ -189,8 +151,8 @@ pub(super) fn delete(args: &Args, ctx: &CommandContext) -> Result<Plan> {
     if ctx.map.pool_by_name(name).is_none() {
         return Err(Error::enoent(format!("pool '{name}' does not exist")));
     }
-    let sure = args.flag("yes_i_really_really_mean_it")?
-        || args.flag("yes_i_really_really_mean_it_not_faking")?;
+    let sure =
+        args.flag("yes_i_really_really_mean_it")? || args.flag("yes_i_really_really_mean_it_not_faking")?;
     if args.opt_str("pool2")? != Some(name) || !sure {
         return Err(Error::eperm(format!(
             "WARNING: this will *PERMANENTLY DESTROY* all data stored in pool {name}.  If you are *ABSOLUTELY CERTAIN* that is what you want, pass the pool name *twice*, followed by --yes-i-really-really-mean-it."
@@ -201,10 +163,7 @@ pub(super) fn delete(args: &Args, ctx: &CommandContext) -> Result<Plan> {
             "pool deletion is disabled; you must first set the mon_allow_pool_delete config option to true before you can destroy a pool",
         ));
     }
-    Ok(Plan::Propose(MapCommand::PoolDelete {
-        name: name.into(),
-        now_secs: ctx.now_secs,
-    }))
+    Ok(Plan::Propose(MapCommand::PoolDelete { name: name.into(), now_secs: ctx.now_secs }))
 }
 
 /// `osd pool set <pool> <var> <val>`; `ClusterMap::apply` validates the value.
@@ -213,12 +172,7 @@ pub(super) fn set(args: &Args, ctx: &CommandContext) -> Result<Plan> {
     let key = args.str("var")?;
     let value = args.str_or_number("val")?;
     pool_named(ctx, name)?;
-    let cmd = MapCommand::PoolSet {
-        name: name.into(),
-        key: key.into(),
-        value,
-        now_secs: ctx.now_secs,
-    };
+    let cmd = MapCommand::PoolSet { name: name.into(), key: key.into(), value, now_secs: ctx.now_secs };
     Ok(Plan::Propose(cmd))
 }
 
@@ -273,11 +227,7 @@ pub(super) fn get(args: &Args, ctx: &CommandContext) -> Result<Plan> {
         obj.extend(vars.iter().map(|v| (v.to_string(), get_var(pool, v).1)));
         Value::Object(obj)
     };
-    let plain = || {
-        vars.iter()
-            .map(|v| format!("{v}: {}\n", get_var(pool, v).0))
-            .collect()
-    };
+    let plain = || vars.iter().map(|v| format!("{v}: {}\n", get_var(pool, v).0)).collect();
     reply("", render(args.format(), json, plain))
 }
 
@@ -296,30 +246,21 @@ pub(super) fn app_enable(args: &Args, ctx: &CommandContext) -> Result<Plan> {
         )));
     }
     if pool.applications.contains(app) {
-        return reply(
-            &format!("enabled application '{app}' on pool '{name}'"),
-            Vec::new(),
-        );
+        return reply(&format!("enabled application '{app}' on pool '{name}'"), Vec::new());
     }
     if !pool.applications.is_empty() && !force {
         return Err(Error::eperm(format!(
             "Are you SURE? Pool '{name}' already has an enabled application; pass --yes-i-really-mean-it to proceed anyway"
         )));
     }
-    let cmd = MapCommand::PoolApplicationEnable {
-        name: name.into(),
-        app: app.into(),
-        now_secs: ctx.now_secs,
-    };
+    let cmd =
+        MapCommand::PoolApplicationEnable { name: name.into(), app: app.into(), now_secs: ctx.now_secs };
     Ok(Plan::Propose(cmd))
 }
 
 fn apps_json(p: &Pool) -> Value {
-    let apps: serde_json::Map<String, Value> = p
-        .applications
-        .iter()
-        .map(|a| (a.clone(), json!({})))
-        .collect();
+    let apps: serde_json::Map<String, Value> =
+        p.applications.iter().map(|a| (a.clone(), json!({}))).collect();
     Value::Object(apps)
 }
 
@@ -327,12 +268,8 @@ fn apps_json(p: &Pool) -> Value {
 pub(super) fn app_get(args: &Args, ctx: &CommandContext) -> Result<Plan> {
     let format = args.format_or(Format::JsonPretty);
     let Some(name) = args.opt_str("pool")? else {
-        let all: serde_json::Map<String, Value> = ctx
-            .map
-            .pools
-            .values()
-            .map(|p| (p.name.clone(), apps_json(p)))
-            .collect();
+        let all: serde_json::Map<String, Value> =
+            ctx.map.pools.values().map(|p| (p.name.clone(), apps_json(p))).collect();
         return reply("", json_bytes(&Value::Object(all), format));
     };
     let pool = pool_named(ctx, name)?;
@@ -340,14 +277,10 @@ pub(super) fn app_get(args: &Args, ctx: &CommandContext) -> Result<Plan> {
         return reply("", json_bytes(&apps_json(pool), format));
     };
     if !pool.applications.contains(app) {
-        return Err(Error::enoent(format!(
-            "pool '{name}' has no application '{app}'"
-        )));
+        return Err(Error::enoent(format!("pool '{name}' has no application '{app}'")));
     }
     if let Some(key) = args.opt_str("key")? {
-        return Err(Error::enoent(format!(
-            "application '{app}' on pool '{name}' does not have key '{key}'"
-        )));
+        return Err(Error::enoent(format!("application '{app}' on pool '{name}' does not have key '{key}'")));
     }
     reply("", json_bytes(&json!({}), format))
 }
@@ -373,20 +306,13 @@ pub(super) fn get_quota(args: &Args, ctx: &CommandContext) -> Result<Plan> {
 fn quota_plain(pool: &Pool, sums: &PoolSums) -> String {
     let objects = match pool.quota_max_objects {
         0 => "N/A".to_string(),
-        n => format!(
-            "{} objects  (current num objects: {} objects)",
-            si(n),
-            sums.objects
-        ),
+        n => format!("{} objects  (current num objects: {} objects)", si(n), sums.objects),
     };
     let max_bytes = match pool.quota_max_bytes {
         0 => "N/A".to_string(),
         n => format!("{}  (current num bytes: {} bytes)", bytes(n), sums.bytes),
     };
-    format!(
-        "quotas for pool '{}':\n  max objects: {objects}\n  max bytes  : {max_bytes}\n",
-        pool.name
-    )
+    format!("quotas for pool '{}':\n  max objects: {objects}\n  max bytes  : {max_bytes}\n", pool.name)
 }
 
 /// `osd pool set-quota <pool> max_objects|max_bytes <val>`; bytes take `K`/`M`/`G`/... suffixes
@@ -406,12 +332,8 @@ pub(super) fn set_quota(args: &Args, ctx: &CommandContext) -> Result<Plan> {
         }
     };
     let value = parsed.map_err(|e| Error::einval(format!("error parsing value '{val}': {e}")))?;
-    let cmd = MapCommand::PoolSetQuota {
-        name: name.into(),
-        field: field.into(),
-        value,
-        now_secs: ctx.now_secs,
-    };
+    let cmd =
+        MapCommand::PoolSetQuota { name: name.into(), field: field.into(), value, now_secs: ctx.now_secs };
     Ok(Plan::Propose(cmd))
 }
 
@@ -430,9 +352,7 @@ pub(super) fn parse_iec(s: &str) -> std::result::Result<u64, String> {
     if s.is_empty() {
         return Err("strict_iecstrtoll: value not specified".into());
     }
-    let split = s
-        .find(|c: char| !(c.is_ascii_digit() || c == '-' || c == '+'))
-        .unwrap_or(s.len());
+    let split = s.find(|c: char| !(c.is_ascii_digit() || c == '-' || c == '+')).unwrap_or(s.len());
     let (digits, unit) = s.split_at(split);
     if unit.len() > 2 {
         return Err("strict_iecstrtoll: illegal prefix (length > 2)".into());
@@ -465,6 +385,5 @@ pub(super) fn parse_si(s: &str) -> std::result::Result<u64, String> {
         Some(_) => (s, 0),
     };
     let n = parse_integer(digits)?;
-    n.checked_mul(10u64.pow(exp))
-        .ok_or_else(|| "strict_sistrtoll: value out of range".to_string())
+    n.checked_mul(10u64.pow(exp)).ok_or_else(|| "strict_sistrtoll: value out of range".to_string())
 }

@@ -39,17 +39,10 @@ pub(super) fn status(args: &Args, ctx: &CommandContext) -> Result<Plan> {
 impl Status<'_> {
     fn plain(&self) -> String {
         let mut out = format!("  cluster:\n    id:     {}\n", self.ctx.map.fsid);
-        out.push_str(&format!(
-            "    health: {}\n",
-            one_line(&self.checks, HEALTH_INDENT, HEALTH_INDENT)
-        ));
+        out.push_str(&format!("    health: {}\n", one_line(&self.checks, HEALTH_INDENT, HEALTH_INDENT)));
         out.push_str(" \n  services:\n");
         let quorum = self.mons.quorum_names();
-        out.push_str(&format!(
-            "    mon: {} daemons, quorum {}",
-            self.mons.len(),
-            quorum.join(",")
-        ));
+        out.push_str(&format!("    mon: {} daemons, quorum {}", self.mons.len(), quorum.join(",")));
         if quorum.len() != self.mons.len() {
             let out_of: Vec<String> = self
                 .mons
@@ -60,10 +53,7 @@ impl Status<'_> {
             out.push_str(&format!(", out of quorum: {}", out_of.join(", ")));
         }
         let o = &self.osds;
-        out.push_str(&format!(
-            "\n    osd: {} osds: {} up, {} in\n",
-            o.num, o.up, o.in_
-        ));
+        out.push_str(&format!("\n    osd: {} osds: {} up, {} in\n", o.num, o.up, o.in_));
         out.push_str(" \n  data:\n");
         out.push_str(&self.data_plain());
         out.push_str(" \n");
@@ -72,16 +62,8 @@ impl Status<'_> {
 
     fn data_plain(&self) -> String {
         let (p, u) = (&self.pgs, &self.usage);
-        let mut out = format!(
-            "    pools:   {} pools, {} pgs\n",
-            self.ctx.map.pools.len(),
-            p.num_pgs
-        );
-        out.push_str(&format!(
-            "    objects: {} objects, {}\n",
-            si(p.num_objects),
-            bytes(p.num_bytes)
-        ));
+        let mut out = format!("    pools:   {} pools, {} pgs\n", self.ctx.map.pools.len(), p.num_pgs);
+        out.push_str(&format!("    objects: {} objects, {}\n", si(p.num_objects), bytes(p.num_bytes)));
         out.push_str(&format!(
             "    usage:   {} used, {} / {} avail\n",
             bytes(u.used),
@@ -91,25 +73,15 @@ impl Status<'_> {
         out.push_str("    pgs:     ");
         let mut lines = Vec::new();
         if p.unknown > 0 {
-            lines.push(format!(
-                "{:.3}% pgs unknown",
-                100.0 * p.unknown as f64 / p.num_pgs as f64
-            ));
+            lines.push(format!("{:.3}% pgs unknown", 100.0 * p.unknown as f64 / p.num_pgs as f64));
         }
         let inactive = p.num_pgs - p.active - p.unknown;
         if inactive > 0 {
-            lines.push(format!(
-                "{:.3}% pgs not active",
-                100.0 * inactive as f64 / p.num_pgs as f64
-            ));
+            lines.push(format!("{:.3}% pgs not active", 100.0 * inactive as f64 / p.num_pgs as f64));
         }
         lines.extend(p.degraded_line());
         let states = p.states_by_count();
-        let width = states
-            .iter()
-            .map(|(_, n)| n.to_string().len())
-            .max()
-            .unwrap_or(1);
+        let width = states.iter().map(|(_, n)| n.to_string().len()).max().unwrap_or(1);
         lines.extend(states.iter().map(|(s, n)| format!("{n:<width$} {s}")));
         out.push_str(&lines.join(&format!("\n{PGS_INDENT}")));
         out + "\n"
@@ -117,11 +89,8 @@ impl Status<'_> {
 
     fn json(&self) -> Value {
         let (p, u, o) = (&self.pgs, &self.usage, &self.osds);
-        let by_state: Vec<Value> = p
-            .states_by_count()
-            .iter()
-            .map(|(s, n)| json!({"state_name": s, "count": n}))
-            .collect();
+        let by_state: Vec<Value> =
+            p.states_by_count().iter().map(|(s, n)| json!({"state_name": s, "count": n})).collect();
         let mut pgmap = serde_json::Map::new();
         pgmap.insert("pgs_by_state".into(), json!(by_state));
         pgmap.insert("num_pgs".into(), json!(p.num_pgs));
@@ -132,10 +101,7 @@ impl Status<'_> {
         pgmap.insert("bytes_avail".into(), json!(u.avail));
         pgmap.insert("bytes_total".into(), json!(u.total));
         if p.unknown > 0 {
-            pgmap.insert(
-                "unknown_pgs_ratio".into(),
-                json!(p.unknown as f64 / p.num_pgs as f64),
-            );
+            pgmap.insert("unknown_pgs_ratio".into(), json!(p.unknown as f64 / p.num_pgs as f64));
         }
         p.degraded_json(&mut pgmap);
         let health = health_json(&self.checks, false);

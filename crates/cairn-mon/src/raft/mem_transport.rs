@@ -23,10 +23,7 @@ impl MemNetwork {
 
     /// The transport node `from` uses.
     pub fn transport(self: &Arc<Self>, from: NodeId) -> Arc<dyn RaftTransport> {
-        Arc::new(MemTransport {
-            from,
-            net: Arc::clone(self),
-        })
+        Arc::new(MemTransport { from, net: Arc::clone(self) })
     }
 
     /// Makes `node` reachable as `id`.
@@ -63,10 +60,7 @@ impl MemNetwork {
     }
 
     fn node(&self, id: NodeId) -> Option<MonRaft> {
-        self.nodes
-            .lock()
-            .ok()
-            .and_then(|nodes| nodes.get(&id).cloned())
+        self.nodes.lock().ok().and_then(|nodes| nodes.get(&id).cloned())
     }
 }
 
@@ -77,10 +71,7 @@ pub struct MemTransport {
 }
 
 fn dropped(from: NodeId, to: NodeId) -> io::Error {
-    io::Error::new(
-        io::ErrorKind::ConnectionRefused,
-        format!("mon {from} -> mon {to}: dropped"),
-    )
+    io::Error::new(io::ErrorKind::ConnectionRefused, format!("mon {from} -> mon {to}: dropped"))
 }
 
 impl RaftTransport for MemTransport {

@@ -90,11 +90,7 @@ pub struct RaftTiming {
 
 impl Default for RaftTiming {
     fn default() -> Self {
-        RaftTiming {
-            heartbeat_ms: 250,
-            election_timeout_min_ms: 1000,
-            election_timeout_max_ms: 2000,
-        }
+        RaftTiming { heartbeat_ms: 250, election_timeout_min_ms: 1000, election_timeout_max_ms: 2000 }
     }
 }
 
@@ -130,9 +126,7 @@ impl RaftTiming {
             snapshot_max_chunk_size: wire::SNAPSHOT_CHUNK_BYTES,
             ..Default::default()
         };
-        config
-            .validate()
-            .map_err(|e| Error::einval(format!("invalid raft config: {e}")))
+        config.validate().map_err(|e| Error::einval(format!("invalid raft config: {e}")))
     }
 }
 
@@ -142,10 +136,7 @@ pub enum ProposeError {
     /// This mon is not the leader; forward to `leader_id` at `leader_addr` (None while an
     /// election is under way: retry shortly).
     #[error("mon is not the leader (leader: {leader_id:?} at {leader_addr:?})")]
-    NotLeader {
-        leader_id: Option<NodeId>,
-        leader_addr: Option<String>,
-    },
+    NotLeader { leader_id: Option<NodeId>, leader_addr: Option<String> },
     #[error(transparent)]
     Other(Error),
 }
@@ -204,6 +195,15 @@ pub struct RaftStatus {
     pub purged_index: Option<u64>,
 }
 
+/// Whether store I/O runs inline rather than on tokio's blocking pool: on a current-thread
+/// runtime, as in the deterministic simulation (`cairn-sim`), where a blocking thread finishing
+/// at a real-time-dependent moment would reorder the mon's tasks and make two runs of one seed
+/// differ. Daemons run multi-threaded runtimes and keep the blocking pool.
+fn runs_inline() -> bool {
+    tokio::runtime::Handle::try_current()
+        .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::CurrentThread)
+}
+
 /// One mon's member of the Raft group. Cheap to clone.
 #[derive(Clone)]
 pub struct MonRaft {
@@ -239,16 +239,18 @@ impl MonRaft {
     ) -> Result<MonRaft, Error> {
         config.validate()?;
         if !members.contains_key(&node_id) {
-            return Err(Error::einval(format!(
-                "mon {node_id} is not among the configured mons"
-            )));
+            return Err(Error::einval(format!("mon {node_id} is not among the configured mons")));
         }
         let raft_config = Arc::new(config.raft_config()?);
         let dir_owned = dir.to_path_buf();
-        let db = tokio::task::spawn_blocking(move || Db::open(&dir_owned))
-            .await
-            .map_err(|e| Error::eio(format!("mon store open task failed: {e}")))?
-            .map_err(|e| Error::eio(format!("cannot open mon store in {}: {e}", dir.display())))?;
+        let opened = if runs_inline() {
+            Db::open(&dir_owned)
+        } else {
+            tokio::task::spawn_blocking(move || Db::open(&dir_owned))
+                .await
+                .map_err(|e| Error::eio(format!("mon store open task failed: {e}")))?
+        };
+        let db = opened.map_err(|e| Error::eio(format!("cannot open mon store in {}: {e}", dir.display())))?;
         let db = Arc::new(db);
         let (sm, map_rx) = StateMachine::load(Arc::clone(&db))?;
         let members = Arc::new(members);
@@ -269,17 +271,7 @@ impl MonRaft {
             }
         };
         tracing::info!(node_id, epoch = map_rx.borrow().epoch, "mon raft started");
-        Ok(MonRaft {
-            inner: Arc::new(Inner {
-                node_id,
-                raft,
-                members,
-                map_rx,
-                acks,
-                timing: config,
-                db,
-            }),
-        })
+        Ok(MonRaft { inner: Arc::new(Inner { node_id, raft, members, map_rx, acks, timing: config, db }) })
     }
 
     pub fn node_id(&self) -> NodeId {
@@ -297,12 +289,8 @@ impl MonRaft {
         if self.inner.members.keys().next() != Some(&self.inner.node_id) {
             return Ok(());
         }
-        let nodes: BTreeMap<NodeId, BasicNode> = self
-            .inner
-            .members
-            .iter()
-            .map(|(id, addr)| (*id, BasicNode::new(addr)))
-            .collect();
+        let nodes: BTreeMap<NodeId, BasicNode> =
+            self.inner.members.iter().map(|(id, addr)| (*id, BasicNode::new(addr))).collect();
         tracing::info!(node_id = self.inner.node_id, voters = ?nodes.keys(), "mon raft: bootstrapping");
         match raft.initialize(nodes).await {
             Ok(()) => Ok(()),
@@ -322,9 +310,7 @@ impl MonRaft {
     pub async fn propose(&self, cmd: MapCommand) -> Result<ApplyOutcome, ProposeError> {
         let write = self.inner.raft.client_write(cmd);
         match tokio::time::timeout(self.inner.timing.op_timeout(), write).await {
-            Err(_) => Err(ProposeError::Other(Error::timed_out(
-                "mon proposal timed out",
-            ))),
+            Err(_) => Err(ProposeError::Other(Error::timed_out("mon proposal timed out"))),
             Ok(Ok(resp)) => Ok(resp.data),
             Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f)))) => {
                 Err(self.not_leader(f.leader_id, f.leader_node))
@@ -346,16 +332,14 @@ impl MonRaft {
     pub async fn read_barrier(&self) -> Result<(), ProposeError> {
         let check = self.inner.raft.ensure_linearizable();
         match tokio::time::timeout(self.inner.timing.op_timeout(), check).await {
-            Err(_) => Err(ProposeError::Other(Error::timed_out(
-                "mon read barrier timed out",
-            ))),
+            Err(_) => Err(ProposeError::Other(Error::timed_out("mon read barrier timed out"))),
             Ok(Ok(_)) => Ok(()),
             Ok(Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(f)))) => {
                 Err(self.not_leader(f.leader_id, f.leader_node))
             }
-            Ok(Err(RaftError::APIError(CheckIsLeaderError::QuorumNotEnough(q)))) => Err(
-                ProposeError::Other(Error::eagain(format!("mon has no quorum: {q}"))),
-            ),
+            Ok(Err(RaftError::APIError(CheckIsLeaderError::QuorumNotEnough(q)))) => {
+                Err(ProposeError::Other(Error::eagain(format!("mon has no quorum: {q}"))))
+            }
             Ok(Err(RaftError::Fatal(f))) => Err(ProposeError::Other(fatal_error(&f))),
         }
     }
@@ -384,17 +368,13 @@ impl MonRaft {
         let heard_from = leading.then(|| {
             let window = Duration::from_millis(self.inner.timing.election_timeout_max_ms);
             let recent = self.inner.acks.heard_within(window);
-            voters
-                .iter()
-                .copied()
-                .filter(|v| *v == self.inner.node_id || recent.contains(v))
-                .collect()
+            voters.iter().copied().filter(|v| *v == self.inner.node_id || recent.contains(v)).collect()
         });
-        let matched_index = m.replication.as_ref().filter(|_| leading).map(|r| {
-            r.iter()
-                .map(|(id, matched)| (*id, matched.index()))
-                .collect::<BTreeMap<_, _>>()
-        });
+        let matched_index = m
+            .replication
+            .as_ref()
+            .filter(|_| leading)
+            .map(|r| r.iter().map(|(id, matched)| (*id, matched.index())).collect::<BTreeMap<_, _>>());
         RaftStatus {
             node_id: self.inner.node_id,
             state: m.state.into(),
@@ -426,20 +406,14 @@ impl MonRaft {
             return Ok(None);
         };
         let raft = &self.inner.raft;
-        raft.trigger()
-            .snapshot()
-            .await
-            .map_err(|f| fatal_error(&f))?;
+        raft.trigger().snapshot().await.map_err(|f| fatal_error(&f))?;
         let m = raft
             .wait(Some(self.inner.timing.op_timeout()))
             .metrics(|m| m.snapshot.index() >= Some(applied), "snapshot built")
             .await
             .map_err(|e| Error::timed_out(format!("mon snapshot: {e}")))?;
         let upto = m.snapshot.index().unwrap_or(applied);
-        raft.trigger()
-            .purge_log(upto)
-            .await
-            .map_err(|f| fatal_error(&f))?;
+        raft.trigger().purge_log(upto).await.map_err(|f| fatal_error(&f))?;
         Ok(Some(upto))
     }
 
@@ -457,30 +431,16 @@ impl MonRaft {
     }
 
     fn addr_of(&self, id: NodeId, metrics: &RaftMetrics<NodeId, BasicNode>) -> Option<String> {
-        self.inner.members.get(&id).cloned().or_else(|| {
-            metrics
-                .membership_config
-                .membership()
-                .get_node(&id)
-                .map(|n| n.addr.clone())
-        })
+        self.inner
+            .members
+            .get(&id)
+            .cloned()
+            .or_else(|| metrics.membership_config.membership().get_node(&id).map(|n| n.addr.clone()))
     }
 
-    fn not_leader(
-        &self,
-        leader_id: Option<NodeId>,
-        leader_node: Option<BasicNode>,
-    ) -> ProposeError {
-        let leader_addr = leader_id.and_then(|id| {
-            self.inner
-                .members
-                .get(&id)
-                .cloned()
-                .or_else(|| leader_node.map(|n| n.addr))
-        });
-        ProposeError::NotLeader {
-            leader_id,
-            leader_addr,
-        }
+    fn not_leader(&self, leader_id: Option<NodeId>, leader_node: Option<BasicNode>) -> ProposeError {
+        let leader_addr = leader_id
+            .and_then(|id| self.inner.members.get(&id).cloned().or_else(|| leader_node.map(|n| n.addr)));
+        ProposeError::NotLeader { leader_id, leader_addr }
     }
 }

@@ -32,11 +32,7 @@ impl AckTracker {
     /// Peers that answered within `window`.
     pub(crate) fn heard_within(&self, window: Duration) -> Vec<NodeId> {
         match self.last.lock() {
-            Ok(last) => last
-                .iter()
-                .filter(|(_, at)| at.elapsed() <= window)
-                .map(|(id, _)| *id)
-                .collect(),
+            Ok(last) => last.iter().filter(|(_, at)| at.elapsed() <= window).map(|(id, _)| *id).collect(),
             Err(_) => Vec::new(),
         }
     }
@@ -56,11 +52,7 @@ impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
     type Network = PeerClient;
 
     async fn new_client(&mut self, target: NodeId, node: &BasicNode) -> PeerClient {
-        let addr = self
-            .members
-            .get(&target)
-            .cloned()
-            .unwrap_or_else(|| node.addr.clone());
+        let addr = self.members.get(&target).cloned().unwrap_or_else(|| node.addr.clone());
         PeerClient {
             node_id: self.node_id,
             target,
@@ -132,14 +124,7 @@ impl RaftNetwork<TypeConfig> for PeerClient {
         rpc: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<NodeId>, RpcErr> {
-        match self
-            .call(
-                RaftRpc::AppendEntries(rpc),
-                RPCTypes::AppendEntries,
-                &option,
-            )
-            .await?
-        {
+        match self.call(RaftRpc::AppendEntries(rpc), RPCTypes::AppendEntries, &option).await? {
             RaftRpcReply::AppendEntries(Ok(r)) => Ok(r),
             RaftRpcReply::AppendEntries(Err(e)) => Err(self.remote(e)),
             other => Err(unexpected(other)),
@@ -151,14 +136,7 @@ impl RaftNetwork<TypeConfig> for PeerClient {
         rpc: InstallSnapshotRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<InstallSnapshotResponse<NodeId>, RpcErr<InstallSnapshotError>> {
-        match self
-            .call(
-                RaftRpc::InstallSnapshot(rpc),
-                RPCTypes::InstallSnapshot,
-                &option,
-            )
-            .await?
-        {
+        match self.call(RaftRpc::InstallSnapshot(rpc), RPCTypes::InstallSnapshot, &option).await? {
             RaftRpcReply::InstallSnapshot(Ok(r)) => Ok(r),
             RaftRpcReply::InstallSnapshot(Err(e)) => Err(self.remote(e)),
             other => Err(unexpected(other)),
@@ -170,10 +148,7 @@ impl RaftNetwork<TypeConfig> for PeerClient {
         rpc: VoteRequest<NodeId>,
         option: RPCOption,
     ) -> Result<VoteResponse<NodeId>, RpcErr> {
-        match self
-            .call(RaftRpc::Vote(rpc), RPCTypes::Vote, &option)
-            .await?
-        {
+        match self.call(RaftRpc::Vote(rpc), RPCTypes::Vote, &option).await? {
             RaftRpcReply::Vote(Ok(r)) => Ok(r),
             RaftRpcReply::Vote(Err(e)) => Err(self.remote(e)),
             other => Err(unexpected(other)),
@@ -193,13 +168,9 @@ pub(crate) async fn serve(raft: &openraft::Raft<TypeConfig>, request: &[u8]) -> 
             tracing::warn!(%why, "mon raft: rejecting malformed rpc");
             RaftRpcReply::Rejected(why)
         }
-        Ok(RaftRpc::AppendEntries(req)) => {
-            RaftRpcReply::AppendEntries(raft.append_entries(req).await)
-        }
+        Ok(RaftRpc::AppendEntries(req)) => RaftRpcReply::AppendEntries(raft.append_entries(req).await),
         Ok(RaftRpc::Vote(req)) => RaftRpcReply::Vote(raft.vote(req).await),
-        Ok(RaftRpc::InstallSnapshot(req)) => {
-            RaftRpcReply::InstallSnapshot(raft.install_snapshot(req).await)
-        }
+        Ok(RaftRpc::InstallSnapshot(req)) => RaftRpcReply::InstallSnapshot(raft.install_snapshot(req).await),
     };
     encode_reply(&reply)
 }

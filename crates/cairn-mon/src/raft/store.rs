@@ -30,8 +30,7 @@ use cairn_types::ClusterMap;
 use openraft::storage::{LogFlushed, RaftLogStorage, RaftStateMachine};
 use openraft::{
     AnyError, BasicNode, Entry, EntryPayload, LogId, LogState, OptionalSend, RaftLogReader,
-    RaftSnapshotBuilder, Snapshot, SnapshotMeta, StorageError, StorageIOError, StoredMembership,
-    Vote,
+    RaftSnapshotBuilder, Snapshot, SnapshotMeta, StorageError, StorageIOError, StoredMembership, Vote,
 };
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
@@ -104,33 +103,19 @@ pub(crate) fn encode_record<T: Serialize + ?Sized>(
     what: &'static str,
     value: &T,
 ) -> Result<Vec<u8>, StoreError> {
-    postcard::to_extend(value, vec![RECORD_VERSION]).map_err(|e| StoreError::Encode {
-        what,
-        detail: e.to_string(),
-    })
+    postcard::to_extend(value, vec![RECORD_VERSION])
+        .map_err(|e| StoreError::Encode { what, detail: e.to_string() })
 }
 
 /// Decodes a record written by [`encode_record`]. Only version 1 exists so far; a later version
 /// adds a match arm that reads the old layout and migrates it.
-pub(crate) fn decode_record<T: DeserializeOwned>(
-    what: &'static str,
-    bytes: &[u8],
-) -> Result<T, StoreError> {
+pub(crate) fn decode_record<T: DeserializeOwned>(what: &'static str, bytes: &[u8]) -> Result<T, StoreError> {
     match bytes.split_first() {
         Some((&RECORD_VERSION, body)) => {
-            postcard::from_bytes(body).map_err(|e| StoreError::Corrupt {
-                what,
-                detail: e.to_string(),
-            })
+            postcard::from_bytes(body).map_err(|e| StoreError::Corrupt { what, detail: e.to_string() })
         }
-        Some((v, _)) => Err(StoreError::Corrupt {
-            what,
-            detail: format!("unknown version {v}"),
-        }),
-        None => Err(StoreError::Corrupt {
-            what,
-            detail: "empty record".into(),
-        }),
+        Some((v, _)) => Err(StoreError::Corrupt { what, detail: format!("unknown version {v}") }),
+        None => Err(StoreError::Corrupt { what, detail: "empty record".into() }),
     }
 }
 
@@ -151,31 +136,28 @@ impl Db {
             txn.open_table(META)?;
         }
         txn.commit()?;
-        Ok(Db {
-            inner: RwLock::new(Some(db)),
-        })
+        Ok(Db { inner: RwLock::new(Some(db)) })
     }
 
     fn with<T>(&self, f: impl FnOnce(&Database) -> Result<T, StoreError>) -> Result<T, StoreError> {
-        let guard = self
-            .inner
-            .read()
-            .map_err(|_| StoreError::Task("lock poisoned".into()))?;
+        let guard = self.inner.read().map_err(|_| StoreError::Task("lock poisoned".into()))?;
         match guard.as_ref() {
             Some(db) => f(db),
             None => Err(StoreError::Closed),
         }
     }
 
-    /// Runs a (writing, fsyncing) operation on the blocking pool.
+    /// Runs a (writing, fsyncing) operation on the blocking pool — inline on a current-thread
+    /// runtime (see [`super::runs_inline`]).
     async fn blocking<T: Send + 'static>(
         self: &Arc<Self>,
         f: impl FnOnce(&Database) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {
         let db = Arc::clone(self);
-        tokio::task::spawn_blocking(move || db.with(f))
-            .await
-            .map_err(|e| StoreError::Task(e.to_string()))?
+        if super::runs_inline() {
+            return db.with(f);
+        }
+        tokio::task::spawn_blocking(move || db.with(f)).await.map_err(|e| StoreError::Task(e.to_string()))?
     }
 
     /// Commits `f`'s writes durably (fsync before returning).
@@ -237,11 +219,7 @@ impl LogStore {
         LogStore { db }
     }
 
-    fn read_range(
-        &self,
-        start: Bound<u64>,
-        end: Bound<u64>,
-    ) -> Result<Vec<Entry<TypeConfig>>, StoreError> {
+    fn read_range(&self, start: Bound<u64>, end: Bound<u64>) -> Result<Vec<Entry<TypeConfig>>, StoreError> {
         self.db.with(|db| {
             let txn = db.begin_read()?;
             let table = txn.open_table(LOG)?;
@@ -283,8 +261,7 @@ impl RaftLogReader<TypeConfig> for LogStore {
         &mut self,
         range: RB,
     ) -> Result<Vec<Entry<TypeConfig>>, Sto> {
-        self.read_range(range.start_bound().cloned(), range.end_bound().cloned())
-            .map_err(read_logs_err)
+        self.read_range(range.start_bound().cloned(), range.end_bound().cloned()).map_err(read_logs_err)
     }
 }
 
@@ -294,10 +271,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     async fn get_log_state(&mut self) -> Result<LogState<TypeConfig>, Sto> {
         let purged: Option<LogId<NodeId>> = self.db.read_meta(KEY_PURGED).map_err(read_logs_err)?;
         let last = self.last_entry_id().map_err(read_logs_err)?;
-        Ok(LogState {
-            last_purged_log_id: purged,
-            last_log_id: last.or(purged),
-        })
+        Ok(LogState { last_purged_log_id: purged, last_log_id: last.or(purged) })
     }
 
     async fn get_log_reader(&mut self) -> Self::LogReader {
@@ -316,9 +290,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn read_vote(&mut self) -> Result<Option<Vote<NodeId>>, Sto> {
-        self.db
-            .read_meta(KEY_VOTE)
-            .map_err(|e| StorageIOError::read_vote(AnyError::new(&e)).into())
+        self.db.read_meta(KEY_VOTE).map_err(|e| StorageIOError::read_vote(AnyError::new(&e)).into())
     }
 
     /// Remembered so a restart re-applies committed-but-unapplied entries before serving. Not
@@ -328,8 +300,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         let record = encode_record("committed", &committed).map_err(write_logs_err)?;
         self.db
             .write_with(redb::Durability::None, move |txn| {
-                txn.open_table(META)?
-                    .insert(KEY_COMMITTED, record.as_slice())?;
+                txn.open_table(META)?.insert(KEY_COMMITTED, record.as_slice())?;
                 Ok(())
             })
             .await
@@ -349,10 +320,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     {
         let mut records = Vec::new();
         for entry in entries {
-            records.push((
-                entry.log_id.index,
-                encode_record("log entry", &entry).map_err(write_logs_err)?,
-            ));
+            records.push((entry.log_id.index, encode_record("log entry", &entry).map_err(write_logs_err)?));
         }
         let res = self
             .db
@@ -394,10 +362,8 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         let record = encode_record("purged", &log_id).map_err(write_logs_err)?;
         self.db
             .write(move |txn| {
-                txn.open_table(LOG)?
-                    .retain_in::<u64, _>(..=log_id.index, |_, _| false)?;
-                txn.open_table(META)?
-                    .insert(KEY_PURGED, record.as_slice())?;
+                txn.open_table(LOG)?.retain_in::<u64, _>(..=log_id.index, |_, _| false)?;
+                txn.open_table(META)?.insert(KEY_PURGED, record.as_slice())?;
                 Ok(())
             })
             .await
@@ -450,9 +416,7 @@ static SNAPSHOT_SEQ: AtomicU64 = AtomicU64::new(0);
 
 impl StateMachine {
     /// Loads the applied state saved by the last run (or an empty one).
-    pub(crate) fn load(
-        db: Arc<Db>,
-    ) -> Result<(StateMachine, watch::Receiver<Arc<ClusterMap>>), StoreError> {
+    pub(crate) fn load(db: Arc<Db>) -> Result<(StateMachine, watch::Receiver<Arc<ClusterMap>>), StoreError> {
         let record: Option<SmRecord> = db.read_meta(KEY_SM)?;
         let (last_applied, membership, map) = match record {
             Some(r) => (r.last_applied, r.membership, r.map),
@@ -460,24 +424,12 @@ impl StateMachine {
         };
         let map = Arc::new(map);
         let (map_tx, map_rx) = watch::channel(Arc::clone(&map));
-        Ok((
-            StateMachine {
-                db,
-                last_applied,
-                membership,
-                map,
-                map_tx,
-            },
-            map_rx,
-        ))
+        Ok((StateMachine { db, last_applied, membership, map, map_tx }, map_rx))
     }
 
     fn sm_record(&self) -> Result<Vec<u8>, StoreError> {
-        let r = SmRecordRef {
-            last_applied: &self.last_applied,
-            membership: &self.membership,
-            map: &self.map,
-        };
+        let r =
+            SmRecordRef { last_applied: &self.last_applied, membership: &self.membership, map: &self.map };
         encode_record("applied state", &r)
     }
 }
@@ -556,14 +508,8 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         self.membership = meta.last_membership.clone();
         self.map = Arc::new(map);
         let sm = self.sm_record().map_err(|e| snap_err(&e))?;
-        let snap = encode_record(
-            "snapshot",
-            &SnapshotRecord {
-                meta: meta.clone(),
-                data,
-            },
-        )
-        .map_err(|e| snap_err(&e))?;
+        let snap = encode_record("snapshot", &SnapshotRecord { meta: meta.clone(), data })
+            .map_err(|e| snap_err(&e))?;
         self.db
             .write(move |txn| {
                 let mut table = txn.open_table(META)?;
@@ -582,10 +528,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             .db
             .read_meta(KEY_SNAPSHOT)
             .map_err(|e| StorageIOError::read_snapshot(None, AnyError::new(&e)))?;
-        Ok(record.map(|r| Snapshot {
-            meta: r.meta,
-            snapshot: Box::new(Cursor::new(r.data)),
-        }))
+        Ok(record.map(|r| Snapshot { meta: r.meta, snapshot: Box::new(Cursor::new(r.data)) }))
     }
 }
 
@@ -601,10 +544,7 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
     async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, Sto> {
         let seq = SNAPSHOT_SEQ.fetch_add(1, Ordering::Relaxed);
         let snapshot_id = match self.last_applied {
-            Some(id) => format!(
-                "{}-{}-{}-{seq}",
-                id.leader_id.term, id.leader_id.node_id, id.index
-            ),
+            Some(id) => format!("{}-{}-{}-{seq}", id.leader_id.term, id.leader_id.node_id, id.index),
             None => format!("none-{seq}"),
         };
         let meta = SnapshotMeta {
@@ -616,14 +556,8 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
             StorageIOError::write_snapshot(Some(meta.signature()), AnyError::new(e)).into()
         };
         let data = encode_record("snapshot map", self.map.as_ref()).map_err(|e| err(&e))?;
-        let record = encode_record(
-            "snapshot",
-            &SnapshotRecord {
-                meta: meta.clone(),
-                data: data.clone(),
-            },
-        )
-        .map_err(|e| err(&e))?;
+        let record = encode_record("snapshot", &SnapshotRecord { meta: meta.clone(), data: data.clone() })
+            .map_err(|e| err(&e))?;
         let last = meta.last_log_id;
         // Builds run concurrently with installs: never replace a newer stored snapshot.
         self.db
@@ -644,10 +578,7 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
             .await
             .map_err(|e| err(&e))?;
         tracing::info!(snapshot = %meta, epoch = self.map.epoch, "mon raft: built snapshot");
-        Ok(Snapshot {
-            meta,
-            snapshot: Box::new(Cursor::new(data)),
-        })
+        Ok(Snapshot { meta, snapshot: Box::new(Cursor::new(data)) })
     }
 }
 

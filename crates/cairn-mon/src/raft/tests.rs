@@ -12,11 +12,7 @@ use tempfile::TempDir;
 const WAIT: Duration = Duration::from_secs(10);
 
 fn fast() -> RaftTiming {
-    RaftTiming {
-        heartbeat_ms: 50,
-        election_timeout_min_ms: 150,
-        election_timeout_max_ms: 300,
-    }
+    RaftTiming { heartbeat_ms: 50, election_timeout_min_ms: 150, election_timeout_max_ms: 300 }
 }
 
 fn members(n: u64) -> BTreeMap<NodeId, String> {
@@ -41,13 +37,7 @@ fn init_cmd(n: u64) -> MapCommand {
 }
 
 fn pool_create(name: &str) -> MapCommand {
-    MapCommand::PoolCreate {
-        name: name.into(),
-        pg_num: Some(8),
-        pgp_num: None,
-        size: Some(1),
-        now_secs: 2,
-    }
+    MapCommand::PoolCreate { name: name.into(), pg_num: Some(8), pgp_num: None, size: Some(1), now_secs: 2 }
 }
 
 /// Polls `cond` every 10 ms until it holds; panics after `timeout`.
@@ -96,15 +86,9 @@ impl Cluster {
     /// Opens (or reopens) node `id` from its directory and connects it.
     async fn start_node(&mut self, id: NodeId) -> MonRaft {
         let dir = self.dirs[&id].path();
-        let mon = MonRaft::open(
-            id,
-            dir,
-            self.members.clone(),
-            self.net.transport(id),
-            fast(),
-        )
-        .await
-        .expect("open mon");
+        let mon = MonRaft::open(id, dir, self.members.clone(), self.net.transport(id), fast())
+            .await
+            .expect("open mon");
         self.net.register(id, mon.clone());
         self.net.heal(id);
         self.nodes.insert(id, mon.clone());
@@ -128,16 +112,9 @@ impl Cluster {
     async fn leader(&self) -> NodeId {
         let mut found = None;
         wait_until("an agreed leader", WAIT, || {
-            let leader = self
-                .nodes
-                .values()
-                .find(|n| n.is_leader())
-                .map(|n| n.node_id());
-            let agreed = leader.is_some_and(|l| {
-                self.nodes
-                    .values()
-                    .all(|n| n.leader().map(|(id, _)| id) == Some(l))
-            });
+            let leader = self.nodes.values().find(|n| n.is_leader()).map(|n| n.node_id());
+            let agreed =
+                leader.is_some_and(|l| self.nodes.values().all(|n| n.leader().map(|(id, _)| id) == Some(l)));
             if agreed {
                 found = leader;
             }
@@ -151,11 +128,7 @@ impl Cluster {
     async fn propose(&self, cmd: MapCommand) -> ApplyOutcome {
         let deadline = Instant::now() + WAIT;
         loop {
-            let target = self
-                .nodes
-                .values()
-                .find(|n| n.is_leader())
-                .or(self.nodes.values().next());
+            let target = self.nodes.values().find(|n| n.is_leader()).or(self.nodes.values().next());
             match target.expect("a live node").propose(cmd.clone()).await {
                 Ok(outcome) => return outcome,
                 Err(ProposeError::NotLeader { .. }) => {}
@@ -183,24 +156,13 @@ async fn single_mon_bootstraps_applies_and_restarts() {
     let mon = open().await.expect("open");
     net.register(1, mon.clone());
     mon.bootstrap_if_fresh().await.expect("bootstrap");
-    mon.bootstrap_if_fresh()
-        .await
-        .expect("bootstrap is idempotent");
+    mon.bootstrap_if_fresh().await.expect("bootstrap is idempotent");
     wait_until("single mon leads", WAIT, || mon.is_leader()).await;
     assert_eq!(mon.map().borrow().epoch, 0);
 
-    assert_eq!(
-        mon.propose(init_cmd(1)).await,
-        Ok(Ok("initialized".to_string()))
-    );
-    assert_eq!(
-        wait_epoch(&mon, 1).await.fsid,
-        "5a3c1e1e-0000-4000-8000-000000000001"
-    );
-    assert_eq!(
-        mon.propose(pool_create("rbd")).await,
-        Ok(Ok("pool 'rbd' created".to_string()))
-    );
+    assert_eq!(mon.propose(init_cmd(1)).await, Ok(Ok("initialized".to_string())));
+    assert_eq!(wait_epoch(&mon, 1).await.fsid, "5a3c1e1e-0000-4000-8000-000000000001");
+    assert_eq!(mon.propose(pool_create("rbd")).await, Ok(Ok("pool 'rbd' created".to_string())));
     let map = wait_epoch(&mon, 2).await;
     assert!(map.pool_by_name("rbd").is_some());
 
@@ -209,9 +171,7 @@ async fn single_mon_bootstraps_applies_and_restarts() {
     assert_eq!(refused.map_err(|e| e.errno), Err(errno::EEXIST));
     assert_eq!(mon.map().borrow().epoch, 2);
 
-    mon.read_barrier()
-        .await
-        .expect("read barrier on the leader");
+    mon.read_barrier().await.expect("read barrier on the leader");
     let status = mon.status();
     assert_eq!(status.state, MonState::Leader);
     assert_eq!((status.leader, status.voters.clone()), (Some(1), vec![1]));
@@ -233,14 +193,9 @@ async fn single_mon_bootstraps_applies_and_restarts() {
         assert_eq!(map.epoch, 2);
         assert!(map.pool_by_name("rbd").is_some());
     }
-    mon.bootstrap_if_fresh()
-        .await
-        .expect("bootstrap after restart is a no-op");
+    mon.bootstrap_if_fresh().await.expect("bootstrap after restart is a no-op");
     wait_until("restarted mon leads", WAIT, || mon.is_leader()).await;
-    assert_eq!(
-        mon.propose(pool_create("volumes")).await,
-        Ok(Ok("pool 'volumes' created".to_string()))
-    );
+    assert_eq!(mon.propose(pool_create("volumes")).await, Ok(Ok("pool 'volumes' created".to_string())));
     wait_epoch(&mon, 3).await;
 
     // Snapshot + purge, then restart again: state comes from the applied record, log is short.
@@ -253,15 +208,9 @@ async fn single_mon_bootstraps_applies_and_restarts() {
     let mon = open().await.expect("reopen after compact");
     net.register(1, mon.clone());
     assert_eq!(mon.map().borrow().epoch, 3);
-    wait_until("snapshot loaded", WAIT, || {
-        mon.status().snapshot_index >= upto
-    })
-    .await;
+    wait_until("snapshot loaded", WAIT, || mon.status().snapshot_index >= upto).await;
     wait_until("mon leads after compact", WAIT, || mon.is_leader()).await;
-    assert_eq!(
-        mon.propose(pool_create("images")).await,
-        Ok(Ok("pool 'images' created".to_string()))
-    );
+    assert_eq!(mon.propose(pool_create("images")).await, Ok(Ok("pool 'images' created".to_string())));
     let map = wait_epoch(&mon, 4).await;
     let names: Vec<&str> = map.pools.values().map(|p| p.name.as_str()).collect();
     assert_eq!(names, ["rbd", "volumes", "images"]);
@@ -277,14 +226,8 @@ async fn restart_reapplies_committed_but_unapplied_entries() {
     let mon = open().await.expect("open");
     mon.bootstrap_if_fresh().await.expect("bootstrap");
     wait_until("single mon leads", WAIT, || mon.is_leader()).await;
-    assert_eq!(
-        mon.propose(init_cmd(1)).await,
-        Ok(Ok("initialized".to_string()))
-    );
-    assert_eq!(
-        mon.propose(pool_create("rbd")).await,
-        Ok(Ok("pool 'rbd' created".to_string()))
-    );
+    assert_eq!(mon.propose(init_cmd(1)).await, Ok(Ok("initialized".to_string())));
+    assert_eq!(mon.propose(pool_create("rbd")).await, Ok(Ok("pool 'rbd' created".to_string())));
     let before = wait_epoch(&mon, 2).await;
     mon.shutdown().await;
 
@@ -300,19 +243,10 @@ async fn restart_reapplies_committed_but_unapplied_entries() {
 async fn three_mons_fail_over_and_catch_up() {
     let mut c = Cluster::start(3).await;
     let leader = c.leader().await;
-    assert_eq!(
-        leader, 1,
-        "the lowest id bootstraps and should win the first election"
-    );
+    assert_eq!(leader, 1, "the lowest id bootstraps and should win the first election");
 
-    assert_eq!(
-        c.node(leader).propose(init_cmd(3)).await,
-        Ok(Ok("initialized".to_string()))
-    );
-    assert_eq!(
-        c.node(leader).propose(pool_create("rbd")).await,
-        Ok(Ok("pool 'rbd' created".to_string()))
-    );
+    assert_eq!(c.node(leader).propose(init_cmd(3)).await, Ok(Ok("initialized".to_string())));
+    assert_eq!(c.node(leader).propose(pool_create("rbd")).await, Ok(Ok("pool 'rbd' created".to_string())));
 
     // A follower refuses and names the leader.
     let follower = *c.nodes.keys().find(|id| **id != leader).expect("follower");
@@ -323,10 +257,7 @@ async fn three_mons_fail_over_and_catch_up() {
             leader_addr: Some(format!("10.0.0.{leader}:6789"))
         })
     );
-    assert!(matches!(
-        c.node(follower).read_barrier().await,
-        Err(ProposeError::NotLeader { .. })
-    ));
+    assert!(matches!(c.node(follower).read_barrier().await, Err(ProposeError::NotLeader { .. })));
 
     let maps: Vec<Arc<ClusterMap>> = {
         let mut maps = Vec::new();
@@ -348,21 +279,12 @@ async fn three_mons_fail_over_and_catch_up() {
     let new_leader = c.leader().await;
     let failover = killed_at.elapsed();
     assert_ne!(new_leader, leader);
-    assert!(
-        failover < Duration::from_secs(5),
-        "fail-over took {failover:?}"
-    );
-    assert_eq!(
-        c.propose(pool_create("volumes")).await,
-        Ok("pool 'volumes' created".to_string())
-    );
+    assert!(failover < Duration::from_secs(5), "fail-over took {failover:?}");
+    assert_eq!(c.propose(pool_create("volumes")).await, Ok("pool 'volumes' created".to_string()));
     for node in c.nodes.values() {
         wait_epoch(node, 3).await;
     }
-    c.node(new_leader)
-        .read_barrier()
-        .await
-        .expect("read barrier with 2 of 3");
+    c.node(new_leader).read_barrier().await.expect("read barrier with 2 of 3");
     wait_until("status shows the dead mon out of quorum", WAIT, || {
         let heard = c.node(new_leader).status().heard_from.unwrap_or_default();
         heard.len() == 2 && !heard.contains(&leader)
@@ -378,10 +300,7 @@ async fn three_mons_fail_over_and_catch_up() {
         back.leader().map(|(id, _)| id) == Some(new_leader) && !back.is_leader()
     })
     .await;
-    assert_eq!(
-        c.propose(pool_create("images")).await,
-        Ok("pool 'images' created".to_string())
-    );
+    assert_eq!(c.propose(pool_create("images")).await, Ok("pool 'images' created".to_string()));
     for node in c.nodes.values() {
         wait_epoch(node, 4).await;
     }
@@ -399,20 +318,14 @@ async fn lagging_mon_catches_up_by_snapshot() {
 
     for i in 0..5 {
         let name = format!("pool{i}");
-        assert_eq!(
-            c.propose(pool_create(&name)).await,
-            Ok(format!("pool '{name}' created"))
-        );
+        assert_eq!(c.propose(pool_create(&name)).await, Ok(format!("pool '{name}' created")));
     }
     let leader = c.leader().await;
     let leader_node = c.node(leader).clone();
     wait_epoch(&leader_node, 6).await;
     let upto = leader_node.compact().await.expect("compact");
     assert!(upto >= Some(7), "snapshot covers every pool: {upto:?}");
-    wait_until("leader purged its log", WAIT, || {
-        leader_node.status().purged_index >= upto
-    })
-    .await;
+    wait_until("leader purged its log", WAIT, || leader_node.status().purged_index >= upto).await;
 
     // The lagging mon's log ends before the leader's first entry: only a snapshot can help.
     let back = c.start_node(lagging).await;
@@ -420,16 +333,10 @@ async fn lagging_mon_catches_up_by_snapshot() {
     let map = wait_epoch(&back, 6).await;
     assert_eq!(*map, **leader_node.map().borrow());
     // Caught up by installing a snapshot (openraft's metrics trail the map watch a little).
-    wait_until("snapshot installed", WAIT, || {
-        back.status().snapshot_index.is_some()
-    })
-    .await;
+    wait_until("snapshot installed", WAIT, || back.status().snapshot_index.is_some()).await;
 
     // Its log continues after the snapshot.
-    assert_eq!(
-        c.propose(pool_create("after")).await,
-        Ok("pool 'after' created".to_string())
-    );
+    assert_eq!(c.propose(pool_create("after")).await, Ok("pool 'after' created".to_string()));
     wait_epoch(&back, 7).await;
 
     // And the installed state survives its own restart.
@@ -447,9 +354,7 @@ fn rejected(reply: &[u8]) -> bool {
 async fn malformed_rpcs_get_error_replies() {
     let dir = tempfile::tempdir().expect("tempdir");
     let net = MemNetwork::new();
-    let mon = MonRaft::open(1, dir.path(), members(1), net.transport(1), fast())
-        .await
-        .expect("open");
+    let mon = MonRaft::open(1, dir.path(), members(1), net.transport(1), fast()).await.expect("open");
     mon.bootstrap_if_fresh().await.expect("bootstrap");
 
     // Undecodable input.
@@ -473,21 +378,12 @@ async fn malformed_rpcs_get_error_replies() {
         &versioned_noise,
         &huge_len,
     ] {
-        assert!(
-            rejected(&mon.handle_rpc(input).await),
-            "input {:?}",
-            &input[..input.len().min(8)]
-        );
+        assert!(rejected(&mon.handle_rpc(input).await), "input {:?}", &input[..input.len().min(8)]);
     }
-    assert!(rejected(
-        &mon.handle_rpc(&vec![WIRE_VERSION; MAX_RPC_BYTES + 1]).await
-    ));
+    assert!(rejected(&mon.handle_rpc(&vec![WIRE_VERSION; MAX_RPC_BYTES + 1]).await));
 
     // A valid request, truncated.
-    let vote = RaftRpc::Vote(VoteRequest {
-        vote: Vote::new(1, 2),
-        last_log_id: None,
-    });
+    let vote = RaftRpc::Vote(VoteRequest { vote: Vote::new(1, 2), last_log_id: None });
     let valid = wire::encode_rpc(&vote).expect("encode");
     assert!(rejected(&mon.handle_rpc(&valid[..valid.len() - 1]).await));
 
@@ -501,10 +397,7 @@ async fn malformed_rpcs_get_error_replies() {
             payload: EntryPayload::Blank,
         }],
     });
-    assert!(rejected(
-        &mon.handle_rpc(&wire::encode_rpc(&gap).expect("encode"))
-            .await
-    ));
+    assert!(rejected(&mon.handle_rpc(&wire::encode_rpc(&gap).expect("encode")).await));
     let far = RaftRpc::InstallSnapshot(InstallSnapshotRequest {
         vote: Vote::new_committed(5, 2),
         meta: SnapshotMeta::default(),
@@ -512,10 +405,7 @@ async fn malformed_rpcs_get_error_replies() {
         data: vec![1, 2, 3, 4],
         done: false,
     });
-    assert!(rejected(
-        &mon.handle_rpc(&wire::encode_rpc(&far).expect("encode"))
-            .await
-    ));
+    assert!(rejected(&mon.handle_rpc(&wire::encode_rpc(&far).expect("encode")).await));
 
     // A well-formed vote gets a real answer (refused: a stale candidate).
     match wire::decode_reply(&mon.handle_rpc(&valid).await) {
@@ -525,9 +415,6 @@ async fn malformed_rpcs_get_error_replies() {
 
     // The mon is unharmed.
     wait_until("mon leads", WAIT, || mon.is_leader()).await;
-    assert_eq!(
-        mon.propose(init_cmd(1)).await,
-        Ok(Ok("initialized".to_string()))
-    );
+    assert_eq!(mon.propose(init_cmd(1)).await, Ok(Ok("initialized".to_string())));
     mon.shutdown().await;
 }

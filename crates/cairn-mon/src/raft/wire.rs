@@ -40,9 +40,7 @@ pub(crate) enum RaftRpc {
 pub(crate) enum RaftRpcReply {
     AppendEntries(Result<AppendEntriesResponse<NodeId>, RaftError<NodeId>>),
     Vote(Result<VoteResponse<NodeId>, RaftError<NodeId>>),
-    InstallSnapshot(
-        Result<InstallSnapshotResponse<NodeId>, RaftError<NodeId, InstallSnapshotError>>,
-    ),
+    InstallSnapshot(Result<InstallSnapshotResponse<NodeId>, RaftError<NodeId, InstallSnapshotError>>),
     /// The request was malformed (or this mon cannot serve it); the text says why.
     Rejected(String),
 }
@@ -50,10 +48,7 @@ pub(crate) enum RaftRpcReply {
 pub(crate) fn encode_rpc(rpc: &RaftRpc) -> Result<Vec<u8>, String> {
     let bytes = postcard::to_extend(rpc, vec![WIRE_VERSION]).map_err(|e| e.to_string())?;
     if bytes.len() > MAX_RPC_BYTES {
-        return Err(format!(
-            "raft rpc of {} bytes exceeds {MAX_RPC_BYTES}",
-            bytes.len()
-        ));
+        return Err(format!("raft rpc of {} bytes exceeds {MAX_RPC_BYTES}", bytes.len()));
     }
     Ok(bytes)
 }
@@ -64,18 +59,14 @@ pub(crate) fn encode_reply(reply: &RaftRpcReply) -> Vec<u8> {
         Err(e) => {
             let rejected = RaftRpcReply::Rejected(format!("cannot encode reply: {e}"));
             // A reply of just the version byte fails to decode at the caller: still an error.
-            postcard::to_extend(&rejected, vec![WIRE_VERSION])
-                .unwrap_or_else(|_| vec![WIRE_VERSION])
+            postcard::to_extend(&rejected, vec![WIRE_VERSION]).unwrap_or_else(|_| vec![WIRE_VERSION])
         }
     }
 }
 
 fn strip_version<'a>(bytes: &'a [u8], what: &str) -> Result<&'a [u8], String> {
     if bytes.len() > MAX_RPC_BYTES {
-        return Err(format!(
-            "{what} of {} bytes exceeds {MAX_RPC_BYTES}",
-            bytes.len()
-        ));
+        return Err(format!("{what} of {} bytes exceeds {MAX_RPC_BYTES}", bytes.len()));
     }
     match bytes.split_first() {
         Some((&WIRE_VERSION, body)) => Ok(body),
@@ -123,10 +114,7 @@ fn validate(rpc: &RaftRpc) -> Result<(), String> {
             let end = req.offset.checked_add(req.data.len() as u64);
             match end {
                 Some(end) if end <= MAX_SNAPSHOT_BYTES => Ok(()),
-                _ => Err(format!(
-                    "install snapshot: chunk at offset {} too far",
-                    req.offset
-                )),
+                _ => Err(format!("install snapshot: chunk at offset {} too far", req.offset)),
             }
         }
     }

@@ -77,8 +77,7 @@ fn take_escaped(bytes: &[u8]) -> Result<(String, usize)> {
 /// `pg ‖ esc(namespace) ‖ esc(name)`: the key of the object's metadata and the prefix of all
 /// its other keys.
 pub(crate) fn object_key(pg: PgId, oid: &ObjectId) -> Vec<u8> {
-    let mut out =
-        Vec::with_capacity(PG_PREFIX_BYTES + oid.namespace.len() + oid.name.len() + 4 + 8);
+    let mut out = Vec::with_capacity(PG_PREFIX_BYTES + oid.namespace.len() + oid.name.len() + 4 + 8);
     out.extend_from_slice(&pg_prefix(pg));
     push_escaped(&mut out, &oid.namespace);
     push_escaped(&mut out, &oid.name);
@@ -91,11 +90,7 @@ pub(crate) fn decode_object_key(key: &[u8]) -> Result<(PgId, ObjectId, usize)> {
     let rest = &key[PG_PREFIX_BYTES..];
     let (namespace, ns_len) = take_escaped(rest)?;
     let (name, name_len) = take_escaped(&rest[ns_len..])?;
-    Ok((
-        pg,
-        ObjectId { namespace, name },
-        PG_PREFIX_BYTES + ns_len + name_len,
-    ))
+    Ok((pg, ObjectId { namespace, name }, PG_PREFIX_BYTES + ns_len + name_len))
 }
 
 /// `object_key ‖ index u64 BE`.
@@ -125,9 +120,7 @@ pub(crate) fn sub_key(prefix: &[u8], sub: &str) -> Vec<u8> {
 
 /// The string after `prefix_len` bytes of a key built by [`sub_key`].
 pub(crate) fn decode_sub_key(key: &[u8], prefix_len: usize) -> Result<String> {
-    let tail = key
-        .get(prefix_len..)
-        .ok_or_else(|| corrupt("key shorter than its prefix", key))?;
+    let tail = key.get(prefix_len..).ok_or_else(|| corrupt("key shorter than its prefix", key))?;
     String::from_utf8(tail.to_vec()).map_err(|_| corrupt("key string is not UTF-8", key))
 }
 
@@ -152,13 +145,7 @@ pub(crate) fn decode_log_key(key: &[u8]) -> Result<(PgId, Version)> {
         w.copy_from_slice(b);
         u64::from_be_bytes(w)
     };
-    Ok((
-        pg,
-        Version {
-            epoch: word(epoch),
-            seq: word(seq),
-        },
-    ))
+    Ok((pg, Version { epoch: word(epoch), seq: word(seq) }))
 }
 
 /// The smallest key greater than every key starting with `prefix`; `None` if there is none
@@ -185,16 +172,10 @@ mod tests {
     use proptest::prelude::*;
 
     fn oid(ns: &str, name: &str) -> ObjectId {
-        ObjectId {
-            namespace: ns.into(),
-            name: name.into(),
-        }
+        ObjectId { namespace: ns.into(), name: name.into() }
     }
 
-    const PG: PgId = PgId {
-        pool: 3,
-        seed: 0x1f,
-    };
+    const PG: PgId = PgId { pool: 3, seed: 0x1f };
 
     #[test]
     fn object_key_round_trips_with_nul_bytes() {
@@ -206,31 +187,16 @@ mod tests {
 
     #[test]
     fn object_keys_sort_like_object_ids() {
-        let ids = [
-            oid("", "a"),
-            oid("", "a\0"),
-            oid("", "aa"),
-            oid("", "b"),
-            oid("a", ""),
-            oid("b", ""),
-        ];
+        let ids = [oid("", "a"), oid("", "a\0"), oid("", "aa"), oid("", "b"), oid("a", ""), oid("b", "")];
         for w in ids.windows(2) {
             assert!(w[0] < w[1]);
-            assert!(
-                object_key(PG, &w[0]) < object_key(PG, &w[1]),
-                "{:?} vs {:?}",
-                w[0],
-                w[1]
-            );
+            assert!(object_key(PG, &w[0]) < object_key(PG, &w[1]), "{:?} vs {:?}", w[0], w[1]);
         }
     }
 
     #[test]
     fn pg_prefix_orders_pool_then_seed() {
-        let a = pg_prefix(PgId {
-            pool: 1,
-            seed: u32::MAX,
-        });
+        let a = pg_prefix(PgId { pool: 1, seed: u32::MAX });
         let b = pg_prefix(PgId { pool: 2, seed: 0 });
         assert!(a < b);
         assert_eq!(pg_of(&b).expect("pg"), PgId { pool: 2, seed: 0 });
@@ -251,10 +217,7 @@ mod tests {
 
     #[test]
     fn log_keys_round_trip_and_sort_by_version() {
-        let v1 = Version {
-            epoch: 1,
-            seq: u64::MAX,
-        };
+        let v1 = Version { epoch: 1, seq: u64::MAX };
         let v2 = Version { epoch: 2, seq: 0 };
         assert!(log_key(PG, v1) < log_key(PG, v2));
         assert_eq!(decode_log_key(&log_key(PG, v2)).expect("decodes"), (PG, v2));

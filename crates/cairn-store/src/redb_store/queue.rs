@@ -29,14 +29,7 @@ impl Pending {
     pub fn new(txn: Transaction) -> (Pending, oneshot::Receiver<Result<()>>) {
         let (done, rx) = oneshot::channel();
         let payload_bytes = crate::validate::payload_bytes(&txn);
-        (
-            Pending {
-                txn,
-                payload_bytes,
-                done,
-            },
-            rx,
-        )
+        (Pending { txn, payload_bytes, done }, rx)
     }
 
     pub fn resolve(self, result: Result<()>) {
@@ -98,10 +91,7 @@ impl SubmitQueue {
             if state.closed.is_some() {
                 return None;
             }
-            state = self
-                .not_empty
-                .wait(state)
-                .unwrap_or_else(|e| e.into_inner());
+            state = self.not_empty.wait(state).unwrap_or_else(|e| e.into_inner());
         }
         let mut batch = Vec::new();
         let mut batch_bytes = 0u64;
@@ -141,9 +131,7 @@ impl SubmitQueue {
             state.items.drain(..).collect()
         };
         for p in drained {
-            p.resolve(Err(Error::eio(format!(
-                "object store committer stopped: {why}"
-            ))));
+            p.resolve(Err(Error::eio(format!("object store committer stopped: {why}"))));
         }
     }
 }
@@ -154,14 +142,7 @@ mod tests {
 
     fn pending(payload_bytes: u64) -> (Pending, oneshot::Receiver<Result<()>>) {
         let (done, rx) = oneshot::channel();
-        (
-            Pending {
-                txn: Transaction::new(),
-                payload_bytes,
-                done,
-            },
-            rx,
-        )
+        (Pending { txn: Transaction::new(), payload_bytes, done }, rx)
     }
 
     #[test]
@@ -181,11 +162,7 @@ mod tests {
         let (big, _rx1) = pending(MAX_BATCH_PAYLOAD_BYTES + 1);
         let (small, _rx2) = pending(1);
         queue.push_all(vec![big, small]);
-        assert_eq!(
-            queue.pop_batch().map(|b| b.len()),
-            Some(1),
-            "oversized txn goes alone"
-        );
+        assert_eq!(queue.pop_batch().map(|b| b.len()), Some(1), "oversized txn goes alone");
         assert_eq!(queue.pop_batch().map(|b| b.len()), Some(1));
     }
 

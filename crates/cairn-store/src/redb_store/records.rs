@@ -14,8 +14,7 @@ pub(crate) const CHUNK_HEADER_BYTES: usize = 5;
 
 pub(crate) fn encode_meta(meta: &ObjectMeta) -> Result<Vec<u8>> {
     let mut out = vec![META_RECORD_V1];
-    let body = postcard::to_stdvec(meta)
-        .map_err(|e| Error::eio(format!("encoding object metadata: {e}")))?;
+    let body = postcard::to_stdvec(meta).map_err(|e| Error::eio(format!("encoding object metadata: {e}")))?;
     out.extend_from_slice(&body);
     Ok(out)
 }
@@ -25,10 +24,9 @@ pub(crate) fn decode_meta(bytes: &[u8], what: impl FnOnce() -> String) -> Result
     match bytes.split_first() {
         Some((&META_RECORD_V1, body)) => postcard::from_bytes(body)
             .map_err(|e| Error::eio(format!("{}: corrupt metadata record: {e}", what()))),
-        Some((version, _)) => Err(Error::eio(format!(
-            "{}: metadata record version {version} is not supported",
-            what()
-        ))),
+        Some((version, _)) => {
+            Err(Error::eio(format!("{}: metadata record version {version} is not supported", what())))
+        }
         None => Err(Error::eio(format!("{}: empty metadata record", what()))),
     }
 }
@@ -72,11 +70,7 @@ mod tests {
 
     #[test]
     fn meta_round_trips() {
-        let meta = ObjectMeta {
-            size: 1 << 40,
-            mtime_ns: 7,
-            version: Version { epoch: 3, seq: 9 },
-        };
+        let meta = ObjectMeta { size: 1 << 40, mtime_ns: 7, version: Version { epoch: 3, seq: 9 } };
         let bytes = encode_meta(&meta).expect("encodes");
         assert_eq!(decode_meta(&bytes, String::new).expect("decodes"), meta);
     }
@@ -93,10 +87,7 @@ mod tests {
     #[test]
     fn chunk_round_trips_and_detects_flips() {
         let record = encode_chunk(b"hello chunk");
-        assert_eq!(
-            decode_chunk(&record, String::new).expect("valid"),
-            b"hello chunk"
-        );
+        assert_eq!(decode_chunk(&record, String::new).expect("valid"), b"hello chunk");
         assert_eq!(chunk_data_len(&record), 11);
         for i in 0..record.len() {
             let mut bad = record.clone();

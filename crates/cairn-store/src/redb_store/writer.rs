@@ -15,52 +15,30 @@ use std::collections::BTreeSet;
 pub(super) fn init_store(db: &redb::Database, new_chunk_bytes: u32) -> Result<u64> {
     let wtx = db.begin_write().map_err(eio("initialising the store"))?;
     let chunk_bytes = {
-        for table in [
-            OBJECTS,
-            CHUNKS,
-            XATTRS,
-            OMAP,
-            OMAP_HEADERS,
-            PG_LOG,
-            PG_META,
-            OSD_META,
-        ] {
+        for table in [OBJECTS, CHUNKS, XATTRS, OMAP, OMAP_HEADERS, PG_LOG, PG_META, OSD_META] {
             wtx.open_table(table).map_err(eio("creating tables"))?;
         }
         let mut info = wtx.open_table(STORE_INFO).map_err(eio("creating tables"))?;
-        let format = info
-            .get(INFO_FORMAT)
-            .map_err(eio("reading store info"))?
-            .map(|v| v.value().to_vec());
+        let format = info.get(INFO_FORMAT).map_err(eio("reading store info"))?.map(|v| v.value().to_vec());
         match format {
             None => {
-                info.insert(INFO_FORMAT, &FORMAT_VERSION.to_le_bytes()[..])
+                info.insert(INFO_FORMAT, &FORMAT_VERSION.to_le_bytes()[..]).map_err(eio("init"))?;
+                info.insert(INFO_CHUNK_BYTES, &u64::from(new_chunk_bytes).to_le_bytes()[..])
                     .map_err(eio("init"))?;
-                info.insert(
-                    INFO_CHUNK_BYTES,
-                    &u64::from(new_chunk_bytes).to_le_bytes()[..],
-                )
-                .map_err(eio("init"))?;
-                info.insert(INFO_USED_BYTES, &0u64.to_le_bytes()[..])
-                    .map_err(eio("init"))?;
+                info.insert(INFO_USED_BYTES, &0u64.to_le_bytes()[..]).map_err(eio("init"))?;
                 u64::from(new_chunk_bytes)
             }
             Some(v) if v == FORMAT_VERSION.to_le_bytes() => {
                 let chunk_bytes = get_u64(&info, INFO_CHUNK_BYTES)?;
-                if !(u64::from(MIN_CHUNK_BYTES)..=u64::from(MAX_CHUNK_BYTES)).contains(&chunk_bytes)
-                {
-                    return Err(Error::eio(format!(
-                        "store records a bad chunk size {chunk_bytes}"
-                    )));
+                if !(u64::from(MIN_CHUNK_BYTES)..=u64::from(MAX_CHUNK_BYTES)).contains(&chunk_bytes) {
+                    return Err(Error::eio(format!("store records a bad chunk size {chunk_bytes}")));
                 }
                 chunk_bytes
             }
             Some(v) => {
                 return Err(Error::new(
                     errno::EINVAL,
-                    format!(
-                        "store format {v:?} is not supported (this build reads {FORMAT_VERSION})"
-                    ),
+                    format!("store format {v:?} is not supported (this build reads {FORMAT_VERSION})"),
                 ));
             }
         }
@@ -102,12 +80,7 @@ enum BatchFailure {
 }
 
 /// Commits `batch` in one redb write transaction and resolves every receiver.
-fn commit_batch(
-    db: &redb::Database,
-    mut batch: Vec<Pending>,
-    chunk_bytes: u64,
-    counters: &Counters,
-) {
+fn commit_batch(db: &redb::Database, mut batch: Vec<Pending>, chunk_bytes: u64, counters: &Counters) {
     loop {
         match run_batch(db, &batch, chunk_bytes) {
             Ok(outcomes) => {
@@ -116,9 +89,7 @@ fn commit_batch(
                     counters.batches.fetch_add(1, Ordering::Relaxed);
                 }
                 counters.txns_committed.fetch_add(ok, Ordering::Relaxed);
-                counters
-                    .txns_failed
-                    .fetch_add(outcomes.len() as u64 - ok, Ordering::Relaxed);
+                counters.txns_failed.fetch_add(outcomes.len() as u64 - ok, Ordering::Relaxed);
                 for (p, outcome) in batch.into_iter().zip(outcomes) {
                     p.resolve(outcome);
                 }
@@ -135,9 +106,7 @@ fn commit_batch(
             }
             Err(BatchFailure::Commit(error)) => {
                 tracing::error!(%error, txns = batch.len(), "object store commit failed");
-                counters
-                    .txns_failed
-                    .fetch_add(batch.len() as u64, Ordering::Relaxed);
+                counters.txns_failed.fetch_add(batch.len() as u64, Ordering::Relaxed);
                 for p in batch {
                     p.resolve(Err(error.clone()));
                 }
@@ -158,8 +127,7 @@ fn run_batch(
     chunk_bytes: u64,
 ) -> std::result::Result<Vec<Result<()>>, BatchFailure> {
     let mut wtx = db.begin_write().map_err(commit_err("beginning a write"))?;
-    wtx.set_durability(Durability::Immediate)
-        .map_err(commit_err("setting durability"))?;
+    wtx.set_durability(Durability::Immediate).map_err(commit_err("setting durability"))?;
     let outcomes = {
         let mut tables = WriteTables::open(&wtx, chunk_bytes).map_err(BatchFailure::Commit)?;
         let mut outcomes = Vec::with_capacity(batch.len());
@@ -169,9 +137,7 @@ fn run_batch(
                 continue;
             }
             for op in &p.txn.ops {
-                tables
-                    .apply(op)
-                    .map_err(|error| BatchFailure::Apply { index, error })?;
+                tables.apply(op).map_err(|error| BatchFailure::Apply { index, error })?;
             }
             outcomes.push(Ok(()));
         }
@@ -205,17 +171,8 @@ pub(crate) struct WriteTables<'txn> {
 impl LogView for WriteTables<'_> {
     fn log_last(&self, pg: PgId, at_most: Option<Version>) -> Result<Option<Version>> {
         let lower = log_key(pg, Version::default());
-        let upper = log_key(
-            pg,
-            at_most.unwrap_or(Version {
-                epoch: u64::MAX,
-                seq: u64::MAX,
-            }),
-        );
-        let mut range = self
-            .pg_log
-            .range::<&[u8]>(&lower[..]..=&upper[..])
-            .map_err(eio("reading pg log"))?;
+        let upper = log_key(pg, at_most.unwrap_or(Version { epoch: u64::MAX, seq: u64::MAX }));
+        let mut range = self.pg_log.range::<&[u8]>(&lower[..]..=&upper[..]).map_err(eio("reading pg log"))?;
         match range.next_back() {
             Some(entry) => {
                 let (k, _) = entry.map_err(eio("reading pg log"))?;
@@ -256,14 +213,8 @@ impl<'txn> WriteTables<'txn> {
     fn resize_accounting(&mut self, old_size: u64, new_size: u64) {
         // Sizes are bounded by MAX_OBJECT_SIZE_BYTES; the sum cannot overflow, and must not
         // underflow unless the counter is corrupt.
-        debug_assert!(
-            self.used_bytes >= old_size,
-            "used-bytes counter below an object size"
-        );
-        self.used_bytes = self
-            .used_bytes
-            .saturating_sub(old_size)
-            .saturating_add(new_size);
+        debug_assert!(self.used_bytes >= old_size, "used-bytes counter below an object size");
+        self.used_bytes = self.used_bytes.saturating_sub(old_size).saturating_add(new_size);
     }
 
     /// Applies one checked op. An error leaves the write transaction half-changed: the caller
@@ -271,44 +222,19 @@ impl<'txn> WriteTables<'txn> {
     pub(crate) fn apply(&mut self, op: &Op) -> Result<()> {
         match op {
             Op::Touch { pg, oid } => self.ensure(*pg, oid).map(drop),
-            Op::Write {
-                pg,
-                oid,
-                offset,
-                data,
-            } => self.write(*pg, oid, *offset, data),
-            Op::Zero {
-                pg,
-                oid,
-                offset,
-                len,
-            } => self.zero(*pg, oid, *offset, *len),
+            Op::Write { pg, oid, offset, data } => self.write(*pg, oid, *offset, data),
+            Op::Zero { pg, oid, offset, len } => self.zero(*pg, oid, *offset, *len),
             Op::Truncate { pg, oid, size } => self.truncate(*pg, oid, *size),
             Op::Remove { pg, oid } => self.remove(*pg, oid),
-            Op::SetMeta {
-                pg,
-                oid,
-                version,
-                mtime_ns,
-            } => {
+            Op::SetMeta { pg, oid, version, mtime_ns } => {
                 let (okey, mut meta) = self.ensure(*pg, oid)?;
                 meta.version = *version;
                 meta.mtime_ns = *mtime_ns;
                 self.put_meta(&okey, &meta)
             }
-            Op::SetXattr {
-                pg,
-                oid,
-                key,
-                value,
-            } => {
+            Op::SetXattr { pg, oid, key, value } => {
                 let (okey, _) = self.ensure(*pg, oid)?;
-                insert(
-                    &mut self.xattrs,
-                    &sub_key(&okey, key),
-                    value,
-                    "writing xattr",
-                )
+                insert(&mut self.xattrs, &sub_key(&okey, key), value, "writing xattr")
             }
             Op::RmXattr { pg, oid, key } => {
                 let okey = object_key(*pg, oid);
@@ -342,51 +268,30 @@ impl<'txn> WriteTables<'txn> {
                 let (okey, _) = self.ensure(*pg, oid)?;
                 insert(&mut self.omap_headers, &okey, header, "writing omap header")
             }
-            Op::LogAppend { pg, version, entry } => insert(
-                &mut self.pg_log,
-                &log_key(*pg, *version),
-                entry,
-                "appending to pg log",
-            ),
+            Op::LogAppend { pg, version, entry } => {
+                insert(&mut self.pg_log, &log_key(*pg, *version), entry, "appending to pg log")
+            }
             Op::LogTrim { pg, upto } => {
                 let (lower, upper) = (log_key(*pg, Version::default()), log_key(*pg, *upto));
-                retain_none(
-                    &mut self.pg_log,
-                    Bound::Included(&lower[..]),
-                    Bound::Included(&upper[..]),
-                )
+                retain_none(&mut self.pg_log, Bound::Included(&lower[..]), Bound::Included(&upper[..]))
             }
             Op::LogTruncate { pg, after } => {
                 let lower = log_key(*pg, *after);
                 let end = prefix_end(&pg_prefix(*pg));
-                retain_none(
-                    &mut self.pg_log,
-                    Bound::Excluded(&lower[..]),
-                    end_bound(&end),
-                )
+                retain_none(&mut self.pg_log, Bound::Excluded(&lower[..]), end_bound(&end))
             }
-            Op::PgMetaSet { pg, key, value } => insert(
-                &mut self.pg_meta,
-                &sub_key(&pg_prefix(*pg), key),
-                value,
-                "writing pg meta",
-            ),
+            Op::PgMetaSet { pg, key, value } => {
+                insert(&mut self.pg_meta, &sub_key(&pg_prefix(*pg), key), value, "writing pg meta")
+            }
             Op::RemovePg { pg } => self.remove_pg(*pg),
-            Op::MetaSet { key, value } => insert(
-                &mut self.osd_meta,
-                key.as_bytes(),
-                value,
-                "writing osd meta",
-            ),
+            Op::MetaSet { key, value } => {
+                insert(&mut self.osd_meta, key.as_bytes(), value, "writing osd meta")
+            }
         }
     }
 
     fn exists(&self, okey: &[u8]) -> Result<bool> {
-        Ok(self
-            .objects
-            .get(okey)
-            .map_err(eio("reading object metadata"))?
-            .is_some())
+        Ok(self.objects.get(okey).map_err(eio("reading object metadata"))?.is_some())
     }
 
     /// The object's key and metadata, creating it (empty) if it does not exist.
@@ -403,36 +308,21 @@ impl<'txn> WriteTables<'txn> {
     }
 
     fn put_meta(&mut self, okey: &[u8], meta: &ObjectMeta) -> Result<()> {
-        insert(
-            &mut self.objects,
-            okey,
-            &records::encode_meta(meta)?,
-            "writing object metadata",
-        )
+        insert(&mut self.objects, okey, &records::encode_meta(meta)?, "writing object metadata")
     }
 
     /// The chunk's verified data, or `None` for a hole.
     fn chunk(&self, okey: &[u8], index: u64, pg: PgId, oid: &ObjectId) -> Result<Option<Vec<u8>>> {
-        let record = self
-            .chunks
-            .get(chunk_key(okey, index).as_slice())
-            .map_err(eio("reading chunk"))?;
+        let record = self.chunks.get(chunk_key(okey, index).as_slice()).map_err(eio("reading chunk"))?;
         match record {
-            Some(r) => Ok(Some(
-                decode_chunk(r.value(), || chunk_name(pg, oid, index))?.to_vec(),
-            )),
+            Some(r) => Ok(Some(decode_chunk(r.value(), || chunk_name(pg, oid, index))?.to_vec())),
             None => Ok(None),
         }
     }
 
     fn put_chunk(&mut self, okey: &[u8], index: u64, data: &[u8]) -> Result<()> {
         debug_assert!(data.len() as u64 <= self.chunk_bytes);
-        insert(
-            &mut self.chunks,
-            &chunk_key(okey, index),
-            &encode_chunk(data),
-            "writing chunk",
-        )
+        insert(&mut self.chunks, &chunk_key(okey, index), &encode_chunk(data), "writing chunk")
     }
 
     fn write(&mut self, pg: PgId, oid: &ObjectId, offset: u64, data: &[u8]) -> Result<()> {
@@ -446,10 +336,7 @@ impl<'txn> WriteTables<'txn> {
         while pos < end {
             let index = pos / c;
             let chunk_start = index * c;
-            let (lo, hi) = (
-                (pos - chunk_start) as usize,
-                (end.min(chunk_start + c) - chunk_start) as usize,
-            );
+            let (lo, hi) = ((pos - chunk_start) as usize, (end.min(chunk_start + c) - chunk_start) as usize);
             let piece = &data[(pos - offset) as usize..][..hi - lo];
             let mut buf = if lo == 0 && hi as u64 == c {
                 Vec::with_capacity(hi) // whole chunk: no need to read the old one
@@ -481,24 +368,14 @@ impl<'txn> WriteTables<'txn> {
             .map_err(eio("scanning chunks"))?;
         for entry in range {
             let (k, v) = entry.map_err(eio("scanning chunks"))?;
-            out.push((
-                keys::chunk_index(k.value(), okey.len())?,
-                chunk_data_len(v.value()) as u64,
-            ));
+            out.push((keys::chunk_index(k.value(), okey.len())?, chunk_data_len(v.value()) as u64));
         }
         Ok(out)
     }
 
     /// Stores zeros in `[from, to)` (object offsets) of stored chunks: whole chunks become
     /// holes, a zeroed tail is cut off, anything else is zero-filled in place.
-    fn clear_range(
-        &mut self,
-        pg: PgId,
-        oid: &ObjectId,
-        okey: &[u8],
-        from: u64,
-        to: u64,
-    ) -> Result<()> {
+    fn clear_range(&mut self, pg: PgId, oid: &ObjectId, okey: &[u8], from: u64, to: u64) -> Result<()> {
         if from >= to {
             return Ok(());
         }
@@ -569,9 +446,7 @@ impl<'txn> WriteTables<'txn> {
             .map_err(eio("scanning pg objects"))?;
         for entry in range {
             let (k, v) = entry.map_err(eio("scanning pg objects"))?;
-            match records::decode_meta(v.value(), || {
-                format!("object key {:02x?} in pg {pg}", k.value())
-            }) {
+            match records::decode_meta(v.value(), || format!("object key {:02x?} in pg {pg}", k.value())) {
                 Ok(meta) => removed_bytes += meta.size,
                 // Removing the PG is how a damaged one is dropped; do not let it block that.
                 Err(error) => tracing::warn!(%error, "removing an undecodable object"),
@@ -603,14 +478,8 @@ fn remove(table: &mut Table<'_, Bin, Bin>, key: &[u8], context: &str) -> Result<
     Ok(())
 }
 
-fn retain_none(
-    table: &mut Table<'_, Bin, Bin>,
-    lower: Bound<&[u8]>,
-    upper: Bound<&[u8]>,
-) -> Result<()> {
-    table
-        .retain_in::<&[u8], _>((lower, upper), |_, _| false)
-        .map_err(eio("deleting a key range"))
+fn retain_none(table: &mut Table<'_, Bin, Bin>, lower: Bound<&[u8]>, upper: Bound<&[u8]>) -> Result<()> {
+    table.retain_in::<&[u8], _>((lower, upper), |_, _| false).map_err(eio("deleting a key range"))
 }
 
 /// Deletes every key starting with `prefix`.
@@ -630,24 +499,16 @@ pub(crate) fn get_meta(
     oid: &ObjectId,
 ) -> Result<Option<ObjectMeta>> {
     match objects.get(okey).map_err(eio("reading object metadata"))? {
-        Some(v) => Ok(Some(records::decode_meta(v.value(), || {
-            format!("object '{oid}' in pg {pg}")
-        })?)),
+        Some(v) => Ok(Some(records::decode_meta(v.value(), || format!("object '{oid}' in pg {pg}"))?)),
         None => Ok(None),
     }
 }
 
 pub(crate) fn get_u64(table: &impl ReadableTable<Bin, Bin>, key: &[u8]) -> Result<u64> {
     let value = table.get(key).map_err(eio("reading store info"))?;
-    let bytes: [u8; 8] = value
-        .as_ref()
-        .and_then(|v| v.value().try_into().ok())
-        .ok_or_else(|| {
-            Error::eio(format!(
-                "store info '{}' is missing or corrupt",
-                String::from_utf8_lossy(key)
-            ))
-        })?;
+    let bytes: [u8; 8] = value.as_ref().and_then(|v| v.value().try_into().ok()).ok_or_else(|| {
+        Error::eio(format!("store info '{}' is missing or corrupt", String::from_utf8_lossy(key)))
+    })?;
     Ok(u64::from_le_bytes(bytes))
 }
 
@@ -666,22 +527,14 @@ pub(crate) fn read_into(
         return Ok(());
     }
     let end = offset + out.len() as u64;
-    let (first, last) = (
-        chunk_key(okey, offset / chunk_bytes),
-        chunk_key(okey, (end - 1) / chunk_bytes),
-    );
-    let range = chunks
-        .range::<&[u8]>(first.as_slice()..=last.as_slice())
-        .map_err(eio("reading chunks"))?;
+    let (first, last) = (chunk_key(okey, offset / chunk_bytes), chunk_key(okey, (end - 1) / chunk_bytes));
+    let range = chunks.range::<&[u8]>(first.as_slice()..=last.as_slice()).map_err(eio("reading chunks"))?;
     for entry in range {
         let (k, v) = entry.map_err(eio("reading chunks"))?;
         let index = keys::chunk_index(k.value(), okey.len())?;
         let data = decode_chunk(v.value(), || chunk_name(pg, oid, index))?;
         let chunk_start = index * chunk_bytes;
-        let (lo, hi) = (
-            offset.max(chunk_start),
-            end.min(chunk_start + data.len() as u64),
-        );
+        let (lo, hi) = (offset.max(chunk_start), end.min(chunk_start + data.len() as u64));
         if lo < hi {
             out[(lo - offset) as usize..(hi - offset) as usize]
                 .copy_from_slice(&data[(lo - chunk_start) as usize..(hi - chunk_start) as usize]);
@@ -691,15 +544,10 @@ pub(crate) fn read_into(
 }
 
 /// Adds the PG of every key of `table` to `pgs`, seeking past each PG (one lookup per PG).
-pub(crate) fn collect_pgs(
-    table: &impl ReadableTable<Bin, Bin>,
-    pgs: &mut BTreeSet<PgId>,
-) -> Result<()> {
+pub(crate) fn collect_pgs(table: &impl ReadableTable<Bin, Bin>, pgs: &mut BTreeSet<PgId>) -> Result<()> {
     let mut lower: Vec<u8> = Vec::new();
     loop {
-        let mut range = table
-            .range::<&[u8]>(lower.as_slice()..)
-            .map_err(eio("listing pgs"))?;
+        let mut range = table.range::<&[u8]>(lower.as_slice()..).map_err(eio("listing pgs"))?;
         let Some(entry) = range.next() else {
             return Ok(());
         };
@@ -731,9 +579,7 @@ pub(crate) fn corrupt_chunk_for_test(
             .ok_or_else(|| Error::enoent("no such chunk"))?;
         let last = record.len() - 1;
         record[last] ^= 0x01; // flip a data bit, keep the stored crc
-        chunks
-            .insert(key.as_slice(), record.as_slice())
-            .map_err(eio("test"))?;
+        chunks.insert(key.as_slice(), record.as_slice()).map_err(eio("test"))?;
     }
     wtx.commit().map_err(eio("test"))
 }

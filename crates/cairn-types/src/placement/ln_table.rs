@@ -25,9 +25,7 @@ const LOW_64: u128 = u64::MAX as u128;
 const fn mul_frac(a: u128, b: u128) -> u128 {
     let (ah, al) = (a >> 64, a & LOW_64);
     let (bh, bl) = (b >> 64, b & LOW_64);
-    ((ah * bh) << (128 - FRAC_BITS))
-        + ((ah * bl + al * bh) >> (FRAC_BITS - 64))
-        + ((al * bl) >> FRAC_BITS)
+    ((ah * bh) << (128 - FRAC_BITS)) + ((ah * bl + al * bh) >> (FRAC_BITS - 64)) + ((al * bl) >> FRAC_BITS)
 }
 
 /// `ln(p / q) · 2^96` for `q ≤ p ≤ 2q`, via `ln(y) = 2·atanh((y − 1)/(y + 1))`; the error is a few
@@ -185,10 +183,7 @@ mod tests {
             let exact = (f64::from(u) + 1.0).log2() * (1u64 << 44) as f64;
             let got = crush_ln(u) as f64;
             // Table interpolation error is bounded by ~2^-15 relative to one octave (2^44).
-            assert!(
-                (got - exact).abs() < (1u64 << 30) as f64,
-                "u={u} got={got} exact={exact}"
-            );
+            assert!((got - exact).abs() < (1u64 << 30) as f64, "u={u} got={got} exact={exact}");
         }
     }
 }

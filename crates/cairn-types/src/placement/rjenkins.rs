@@ -28,10 +28,7 @@ fn mix(mut a: u32, mut b: u32, mut c: u32) -> (u32, u32, u32) {
 /// Little-endian word from up to four bytes (missing high bytes are zero).
 #[inline]
 fn le_word(bytes: &[u8]) -> u32 {
-    bytes
-        .iter()
-        .rev()
-        .fold(0, |w, &byte| (w << 8) | u32::from(byte))
+    bytes.iter().rev().fold(0, |w, &byte| (w << 8) | u32::from(byte))
 }
 
 /// Ceph's `ceph_str_hash_rjenkins`.

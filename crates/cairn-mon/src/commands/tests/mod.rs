@@ -78,34 +78,17 @@ impl Fixture {
                 now_secs: T0,
             };
             map.apply(&boot).expect("boot");
-            let stat = OsdStat {
-                id,
-                total_bytes: 10 * GIB,
-                used_bytes: GIB,
-                avail_bytes: 9 * GIB,
-                num_pgs: 8,
-            };
+            let stat =
+                OsdStat { id, total_bytes: 10 * GIB, used_bytes: GIB, avail_bytes: 9 * GIB, num_pgs: 8 };
             osd_stats.insert(id, stat);
         }
-        let quorum = QuorumInfo {
-            leader: Some(1),
-            term: 5,
-            members: mons(),
-            in_quorum: vec![1, 2, 3],
-            self_id: 1,
-        };
-        Fixture {
-            map,
-            pg_stats: BTreeMap::new(),
-            osd_stats,
-            quorum,
-        }
+        let quorum =
+            QuorumInfo { leader: Some(1), term: 5, members: mons(), in_quorum: vec![1, 2, 3], self_id: 1 };
+        Fixture { map, pg_stats: BTreeMap::new(), osd_stats, quorum }
     }
 
     pub fn apply(&mut self, cmd: MapCommand) -> String {
-        self.map
-            .apply(&cmd)
-            .unwrap_or_else(|e| panic!("{cmd:?}: {e}"))
+        self.map.apply(&cmd).unwrap_or_else(|e| panic!("{cmd:?}: {e}"))
     }
 
     /// Every PG reports `state` with its current acting set, 2 objects, 2 KiB.
@@ -123,10 +106,7 @@ impl Fixture {
             state: state.into(),
             acting: interval.acting.clone(),
             interval_since: interval.since,
-            last_update: Version {
-                epoch: interval.since,
-                seq: 2,
-            },
+            last_update: Version { epoch: interval.since, seq: 2 },
             num_objects: 2,
             num_bytes: 2048,
             num_objects_missing: missing,
@@ -206,8 +186,5 @@ fn unknown_and_malformed_commands_are_einval() {
     let e = f.error(json!(["status"]));
     assert_eq!(e.errno, errno::EINVAL);
     let e = f.error(json!({"format": "json"}));
-    assert_eq!(
-        (e.errno, e.message.as_str()),
-        (errno::EINVAL, "bad or missing field 'prefix'")
-    );
+    assert_eq!((e.errno, e.message.as_str()), (errno::EINVAL, "bad or missing field 'prefix'"));
 }

@@ -15,18 +15,12 @@ fn every_example_runs_against_the_map() {
     let cases: &[(&[&str], &str)] = &[
         (&["-s"], ""),
         (&["status", "-f", "json"], ""),
-        (
-            &["osd", "pool", "create", "images", "128"],
-            "pool 'images' created",
-        ),
+        (&["osd", "pool", "create", "images", "128"], "pool 'images' created"),
         (
             &["osd", "pool", "application", "enable", "images", "rbd"],
             "enabled application 'rbd' on pool 'images'",
         ),
-        (
-            &["osd", "pool", "set", "images", "size", "2"],
-            "set pool 2 size to 2",
-        ),
+        (&["osd", "pool", "set", "images", "size", "2"], "set pool 2 size to 2"),
         (&["osd", "pool", "get", "images", "size"], ""),
         (
             &["osd", "pool", "set-quota", "images", "max_bytes", "10G"],
@@ -34,10 +28,7 @@ fn every_example_runs_against_the_map() {
         ),
         (&["osd", "pool", "get-quota", "images"], ""),
         (&["osd", "down", "1"], "marked down osd.1. "),
-        (
-            &["osd", "out", "osd.1", "2"],
-            "marked out osd.1. marked out osd.2. ",
-        ),
+        (&["osd", "out", "osd.1", "2"], "marked out osd.1. marked out osd.2. "),
         (&["health", "detail"], ""),
         (&["df", "detail"], ""),
         (&["osd", "pool", "ls", "detail"], ""),
@@ -48,14 +39,7 @@ fn every_example_runs_against_the_map() {
         (&["osd", "lspools"], ""),
         (&["osd", "tree", "--format=json-pretty"], ""),
         (
-            &[
-                "osd",
-                "pool",
-                "rm",
-                "images",
-                "images",
-                "--yes-i-really-really-mean-it",
-            ],
+            &["osd", "pool", "rm", "images", "images", "--yes-i-really-really-mean-it"],
             "pool 'images' removed",
         ),
     ];
@@ -69,10 +53,7 @@ fn every_example_runs_against_the_map() {
 #[test]
 fn cli_json_format_reaches_the_renderer() {
     let f = Fixture::new();
-    let words: Vec<String> = ["df", "--format", "json"]
-        .iter()
-        .map(|w| w.to_string())
-        .collect();
+    let words: Vec<String> = ["df", "--format", "json"].iter().map(|w| w.to_string()).collect();
     let cmd = argv_to_command(&words).unwrap();
     let v = f.json(cmd);
     assert_eq!(v["pools"][0]["name"], "volumes");
@@ -80,10 +61,8 @@ fn cli_json_format_reaches_the_renderer() {
 
 #[test]
 fn cli_bad_pg_num_never_reaches_the_monitor() {
-    let words: Vec<String> = ["osd", "pool", "create", "volumes", "abc"]
-        .iter()
-        .map(|w| w.to_string())
-        .collect();
+    let words: Vec<String> =
+        ["osd", "pool", "create", "volumes", "abc"].iter().map(|w| w.to_string()).collect();
     let e = argv_to_command(&words).unwrap_err();
     assert_eq!(e.errno, errno::EINVAL);
     assert!(

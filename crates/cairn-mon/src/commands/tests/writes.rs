@@ -30,27 +30,14 @@ fn pool_create_proposes_and_reports() {
 fn pool_create_refusals() {
     let f = Fixture::new();
     let e = f.error(json!({"prefix": "osd pool create", "pool": "x", "pg_num": "abc"}));
-    assert_eq!(
-        (e.errno, e.message.as_str()),
-        (errno::EINVAL, "bad or missing field 'pg_num'")
-    );
+    assert_eq!((e.errno, e.message.as_str()), (errno::EINVAL, "bad or missing field 'pg_num'"));
     let e = f.error(json!({"prefix": "osd pool create", "pool": "x", "pg_num": 0}));
     assert_eq!(e.errno, errno::EINVAL);
-    assert!(
-        e.message.starts_with("'pg_num' must be greater than 0"),
-        "{}",
-        e.message
-    );
+    assert!(e.message.starts_with("'pg_num' must be greater than 0"), "{}", e.message);
     let e = f.error(json!({"prefix": "osd pool create", "pg_num": 8}));
-    assert_eq!(
-        (e.errno, e.message.as_str()),
-        (errno::EINVAL, "bad or missing field 'pool'")
-    );
+    assert_eq!((e.errno, e.message.as_str()), (errno::EINVAL, "bad or missing field 'pool'"));
     let e = f.error(json!({"prefix": "osd pool create", "pool": "x", "rule": "fast"}));
-    assert_eq!(
-        (e.errno, e.message.as_str()),
-        (errno::ENOENT, "specified rule 'fast' doesn't exist")
-    );
+    assert_eq!((e.errno, e.message.as_str()), (errno::ENOENT, "specified rule 'fast' doesn't exist"));
     let e = f.error(json!({"prefix": "osd pool create", "pool": "x", "pool_type": "erasure"}));
     assert_eq!(e.errno, errno::EOPNOTSUPP);
     // A numeric string is what some clients send; it is accepted.
@@ -80,8 +67,7 @@ fn pool_rm_needs_name_twice_and_the_flag() {
     let e = f.error(rm.clone());
     assert_eq!(e.errno, errno::EPERM);
     assert!(
-        e.message
-            .starts_with("pool deletion is disabled; you must first set the mon_allow_pool_delete"),
+        e.message.starts_with("pool deletion is disabled; you must first set the mon_allow_pool_delete"),
         "{}",
         e.message
     );
@@ -97,36 +83,22 @@ fn pool_set() {
     assert_eq!(f.exec(cmd).unwrap(), "set pool 1 size to 2");
     assert_eq!(f.map.pools[&1].size, 2);
     assert_eq!(
-        f.exec(json!({"prefix": "osd pool set", "pool": "volumes", "var": "min_size", "val": 1}))
-            .unwrap(),
+        f.exec(json!({"prefix": "osd pool set", "pool": "volumes", "var": "min_size", "val": 1})).unwrap(),
         "set pool 1 min_size to 1"
     );
     let e = f.error(json!({"prefix": "osd pool set", "pool": "nope", "var": "size", "val": "2"}));
-    assert_eq!(
-        (e.errno, e.message.as_str()),
-        (errno::ENOENT, "unrecognized pool 'nope'")
-    );
+    assert_eq!((e.errno, e.message.as_str()), (errno::ENOENT, "unrecognized pool 'nope'"));
     let e = f.error(json!({"prefix": "osd pool set", "pool": "volumes", "var": "size"}));
-    assert_eq!(
-        (e.errno, e.message.as_str()),
-        (errno::EINVAL, "bad or missing field 'val'")
-    );
+    assert_eq!((e.errno, e.message.as_str()), (errno::EINVAL, "bad or missing field 'val'"));
 }
 
 #[test]
 fn application_enable() {
     let mut f = Fixture::new();
-    f.exec(json!({"prefix": "osd pool create", "pool": "images"}))
-        .unwrap();
+    f.exec(json!({"prefix": "osd pool create", "pool": "images"})).unwrap();
     let rbd = json!({"prefix": "osd pool application enable", "pool": "images", "app": "rbd"});
-    assert_eq!(
-        f.exec(rbd.clone()).unwrap(),
-        "enabled application 'rbd' on pool 'images'"
-    );
-    assert_eq!(
-        f.reply(rbd).status,
-        "enabled application 'rbd' on pool 'images'"
-    );
+    assert_eq!(f.exec(rbd.clone()).unwrap(), "enabled application 'rbd' on pool 'images'");
+    assert_eq!(f.reply(rbd).status, "enabled application 'rbd' on pool 'images'");
     let rgw = json!({"prefix": "osd pool application enable", "pool": "images", "app": "rgw"});
     let e = f.error(rgw);
     assert_eq!(e.errno, errno::EPERM);
@@ -152,32 +124,18 @@ fn set_quota_parses_units() {
     assert_eq!(f.map.pools[&1].quota_max_bytes, 10 * GIB);
     f.exec(set("max_bytes", "512Ki")).unwrap();
     assert_eq!(f.map.pools[&1].quota_max_bytes, 512 * 1024);
-    assert_eq!(
-        f.exec(set("max_objects", "10K")).unwrap(),
-        "set-quota max_objects = 10000 for pool volumes"
-    );
+    assert_eq!(f.exec(set("max_objects", "10K")).unwrap(), "set-quota max_objects = 10000 for pool volumes");
     f.exec(set("max_objects", "0")).unwrap();
     assert_eq!(f.map.pools[&1].quota_max_objects, 0);
     let e = f.error(set("max_bytes", "abc"));
     assert_eq!(e.errno, errno::EINVAL);
-    assert!(
-        e.message.starts_with("error parsing value 'abc': "),
-        "{}",
-        e.message
-    );
+    assert!(e.message.starts_with("error parsing value 'abc': "), "{}", e.message);
     let e = f.error(set("max_bytes", "10Q"));
-    assert!(
-        e.message.contains("unit prefix not recognized"),
-        "{}",
-        e.message
-    );
+    assert!(e.message.contains("unit prefix not recognized"), "{}", e.message);
     let e = f.error(set("max_size", "1"));
     assert_eq!(
         (e.errno, e.message.as_str()),
-        (
-            errno::EINVAL,
-            "unrecognized field 'max_size'; should be 'max_bytes' or 'max_objects'"
-        )
+        (errno::EINVAL, "unrecognized field 'max_size'; should be 'max_bytes' or 'max_objects'")
     );
 }
 
@@ -187,10 +145,7 @@ fn osd_down_out_in() {
     let down = json!({"prefix": "osd down", "ids": ["osd.1"]});
     assert_eq!(
         f.plan(down.clone()).unwrap(),
-        Plan::Propose(MapCommand::OsdDown {
-            ids: vec![1],
-            now_secs: T0 + 3600
-        })
+        Plan::Propose(MapCommand::OsdDown { ids: vec![1], now_secs: T0 + 3600 })
     );
     assert_eq!(f.exec(down.clone()).unwrap(), "marked down osd.1. ");
     assert!(!f.map.osds[&1].up);
@@ -199,11 +154,7 @@ fn osd_down_out_in() {
     let plan = f.plan(out.clone()).unwrap();
     assert_eq!(
         plan,
-        Plan::Propose(MapCommand::OsdOut {
-            ids: vec![1, 2],
-            by_operator: true,
-            now_secs: T0 + 3600
-        })
+        Plan::Propose(MapCommand::OsdOut { ids: vec![1, 2], by_operator: true, now_secs: T0 + 3600 })
     );
     assert_eq!(f.exec(out).unwrap(), "marked out osd.1. marked out osd.2. ");
     assert_eq!(
@@ -212,15 +163,9 @@ fn osd_down_out_in() {
     );
     assert!(f.map.osds.values().all(|o| o.in_cluster));
     let e = f.error(json!({"prefix": "osd down", "ids": ["7"]}));
-    assert_eq!(
-        (e.errno, e.message.as_str()),
-        (errno::ENOENT, "osd.7 does not exist")
-    );
+    assert_eq!((e.errno, e.message.as_str()), (errno::ENOENT, "osd.7 does not exist"));
     let e = f.error(json!({"prefix": "osd out", "ids": ["bogus"]}));
     assert_eq!(e.errno, errno::EINVAL);
     let e = f.error(json!({"prefix": "osd in"}));
-    assert_eq!(
-        (e.errno, e.message.as_str()),
-        (errno::EINVAL, "bad or missing field 'ids'")
-    );
+    assert_eq!((e.errno, e.message.as_str()), (errno::EINVAL, "bad or missing field 'ids'"));
 }
