@@ -29,14 +29,10 @@ pub struct FrameHeader {
 
 /// Appends one frame to `out`.
 pub fn encode_frame(frame_type: FrameType, payload: &[u8], out: &mut BytesMut) {
-    out.reserve(HEADER_BYTES + payload.len());
-    out.put_u32(MAGIC);
-    out.put_u32(payload.len() as u32);
-    out.put_u16(frame_type as u16);
-    out.put_u8(FRAME_VERSION);
-    out.put_u8(0);
-    out.put_u32(crc32c::crc32c(payload));
-    out.put_slice(payload);
+    let start = out.len();
+    out.resize(start + HEADER_BYTES, 0);
+    out.extend_from_slice(payload);
+    fill_header(frame_type, &mut out[start..]);
 }
 
 /// Writes the header into the first [`HEADER_BYTES`] of `frame`, whose payload follows them.
