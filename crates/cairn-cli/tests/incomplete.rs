@@ -9,7 +9,12 @@ use std::time::{Duration, Instant};
 
 fn pg_states(c: &Cluster) -> Vec<String> {
     let dump = c.json(&["pg", "dump"]);
-    dump["pg_map"]["pg_stats"].as_array().unwrap().iter().map(|p| p["state"].as_str().unwrap_or("").to_string()).collect()
+    dump["pg_map"]["pg_stats"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["state"].as_str().unwrap_or("").to_string())
+        .collect()
 }
 
 #[test]
@@ -41,10 +46,20 @@ fn lone_copy_on_dead_osd_waits_incomplete_then_recovers_from_it() {
     assert_eq!(out.status.code(), Some(libc::ETIMEDOUT), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(start.elapsed() < Duration::from_secs(15));
 
-    // The dead OSD comes back (still out): the new primary recovers from it.
+    // The dead OSD comes back (still out): it serves again (pg_temp) while the new primary is
+    // backfilled from it, then the PG moves to its new home.
     c.start(&format!("osd.{holder}"));
-    c.wait_for("the pg active again", Duration::from_secs(60), || pg_states(&c).iter().all(|s| s.starts_with("active")));
+    c.wait_for("the pg active again", Duration::from_secs(60), || {
+        pg_states(&c).iter().all(|s| s.starts_with("active"))
+    });
+    c.wait_for("the pg clean on its new home", Duration::from_secs(60), || {
+        pg_states(&c).iter().all(|s| s == "active+clean")
+    });
     assert_eq!(c.ok(&["rados", "-p", "one", "getxattr", "precious", "k"]).trim(), "v1");
     let d = c.json(&["pg", "dump"]);
-    assert_eq!(d["pg_map"]["pg_stats"][0]["acting"][0].as_u64(), Some(other), "the data moved to its new home");
+    assert_eq!(
+        d["pg_map"]["pg_stats"][0]["acting"][0].as_u64(),
+        Some(other),
+        "the data moved to its new home"
+    );
 }

@@ -4,54 +4,11 @@
 mod common;
 
 use bytes::Bytes;
-use cairn_client::{IoCtx, Rados};
-use common::Cluster;
+use common::{assert_replicas_identical, check_acked, payload, rt, wait_map_settled, writer, Cluster};
 use rand::{Rng, SeedableRng};
-use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
-
-fn rt() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap()
-}
-
-fn payload(seed: u64, len: usize) -> Bytes {
-    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
-    let mut v = vec![0u8; len];
-    rng.fill(&mut v[..]);
-    Bytes::from(v)
-}
-
-/// Every PG's acting members report identical digests of their content.
-fn assert_replicas_identical(c: &Cluster, map: &cairn_types::ClusterMap) {
-    let mut digests: BTreeMap<u32, serde_json::Value> = BTreeMap::new();
-    for id in map.osds.values().filter(|o| o.up).map(|o| o.id) {
-        let out = c.ok(&["daemon", &format!("osd.{id}"), "pg", "digests"]);
-        digests.insert(id, serde_json::from_str(&out).unwrap());
-    }
-    let mut compared = 0;
-    for (pg, interval) in &map.intervals {
-        let key = pg.to_string();
-        let first = &digests[&interval.acting[0]][&key];
-        for m in &interval.acting[1..] {
-            assert_eq!(
-                &digests[m][&key], first,
-                "pg {pg}: osd.{m} differs from primary osd.{}",
-                interval.acting[0]
-            );
-        }
-        compared += 1;
-    }
-    assert!(compared > 0);
-}
-
-async fn wait_map_settled(rados: &Rados, c: &Cluster, osds: u64) -> Arc<cairn_types::ClusterMap> {
-    let c_clean = || c.wait_clean(osds, Duration::from_secs(120));
-    tokio::task::block_in_place(c_clean);
-    rados.wait_for_newer_map(rados.map().epoch, Duration::from_millis(500)).await;
-    rados.map()
-}
+use std::time::Duration;
 
 #[test]
 fn thousand_objects_of_random_sizes_read_back_identical() {
@@ -87,35 +44,6 @@ fn thousand_objects_of_random_sizes_read_back_identical() {
         let map = wait_map_settled(&rados, &c, 3).await;
         assert_replicas_identical(&c, &map);
     });
-}
-
-/// Writes objects `w-N` in a loop, recording each acknowledged one and the longest gap between
-/// acknowledgements.
-async fn writer(
-    io: IoCtx,
-    stop: Arc<AtomicBool>,
-    acked: Arc<Mutex<Vec<u64>>>,
-    max_gap: Arc<Mutex<Duration>>,
-) {
-    let mut last = Instant::now();
-    let mut n = 0u64;
-    while !stop.load(Ordering::Relaxed) {
-        if io.write_full(&format!("w-{n}"), payload(n, 4096 + (n as usize % 7) * 1000)).await.is_ok() {
-            acked.lock().unwrap().push(n);
-            let gap = last.elapsed();
-            let mut g = max_gap.lock().unwrap();
-            *g = (*g).max(gap);
-            last = Instant::now();
-        }
-        n += 1;
-    }
-}
-
-async fn check_acked(io: &IoCtx, acked: &[u64]) {
-    for n in acked {
-        let got = io.read(&format!("w-{n}"), 0, 0).await.unwrap_or_else(|e| panic!("acked w-{n} lost: {e}"));
-        assert!(got == payload(*n, 4096 + (*n as usize % 7) * 1000), "acked w-{n} has wrong content");
-    }
 }
 
 #[test]

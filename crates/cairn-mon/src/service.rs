@@ -142,12 +142,36 @@ impl Mon {
             Message::PgActivated { pg, interval } => {
                 reply_of(self.propose(MapCommand::PgActivated { pg, interval }).await)
             }
+            Message::PgTempRequest { pg, since, acting } => {
+                if let Err(e) = self.check_current(pg, since) {
+                    return Message::Error(e);
+                }
+                reply_of(self.propose(MapCommand::PgTemp { pg, acting, now_secs: now_secs() }).await)
+            }
+            Message::PgTempClearRequest { pg, since, up } => {
+                if let Err(e) = self.check_current(pg, since) {
+                    return Message::Error(e);
+                }
+                reply_of(self.propose(MapCommand::PgTempClear { pg, up, now_secs: now_secs() }).await)
+            }
             Message::PgStats { osd, pgs, osd_stat, .. } => {
                 self.stats_report(osd, pgs, osd_stat);
                 Message::Ok
             }
             Message::Admin { command } => self.admin(&command),
             other => Message::Error(Error::einval(format!("a monitor cannot handle {other:?}"))),
+        }
+    }
+
+    /// A pg_temp request comes from the primary of `pg`'s interval `since`; one from an older
+    /// interval is refused (it would only undo a newer primary's decision).
+    fn check_current(&self, pg: PgId, since: u64) -> Result<()> {
+        match self.map().interval(pg) {
+            Some(i) if i.since == since => Ok(()),
+            _ => Err(Error::new(
+                cairn_types::errno::ESTALE,
+                format!("pg {pg}: interval since {since} is no longer current"),
+            )),
         }
     }
 

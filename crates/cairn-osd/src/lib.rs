@@ -4,6 +4,7 @@
 //! (docs/replication.md).
 
 mod admin;
+mod backfill;
 mod heartbeat;
 pub mod lease;
 pub mod ops;

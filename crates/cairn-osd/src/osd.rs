@@ -1,6 +1,6 @@
 //! The daemon: startup, map following, and the PG table.
 
-use crate::pg::{Pg, Phase};
+use crate::pg::{Backfill, Pg, Phase};
 use cairn_proto::monc::MonClient;
 use cairn_proto::{ConnPool, Listener, Message, Network};
 use cairn_store::{ObjectStore, Op, Transaction};
@@ -57,7 +57,13 @@ pub struct Osd {
     /// Heartbeats get their own connections, so data traffic never delays them.
     pub hb_peers: ConnPool,
     pub leases: crate::lease::Leases,
+    /// Background backfills this OSD leads at once (`backfill::MAX_BACKFILLS`).
+    pub backfill_slots: tokio::sync::Semaphore,
     pgs: Mutex<HashMap<PgId, Arc<Pg>>>,
+    /// PGs whose `RemovePg` is submitted but not yet durable (count per PG). A PG needed again
+    /// meanwhile must start empty: the store still shows the old content, but will apply the
+    /// removal before anything the new PG submits (found by the simulator, seeds 85 and 210).
+    removing: Arc<Mutex<HashMap<PgId, u32>>>,
 }
 
 /// Runs an OSD on `listener` until the process ends; it reaches the mons and its peers over
@@ -79,7 +85,9 @@ pub async fn run(
         peers: ConnPool::new(net.clone()),
         hb_peers: ConnPool::new(net),
         leases: crate::lease::Leases::new(cfg.read_lease),
+        backfill_slots: tokio::sync::Semaphore::new(crate::backfill::MAX_BACKFILLS),
         pgs: Mutex::new(HashMap::new()),
+        removing: Arc::default(),
     });
     osd.load_pgs()?;
     tokio::spawn(cairn_proto::rpc::serve(listener, osd.clone()));
@@ -160,7 +168,12 @@ impl Osd {
         if let Some(pg) = pgs.get(&id) {
             return Ok(pg.clone());
         }
-        let pg = Arc::new(Pg::load(&*self.store, id, false)?);
+        let removal_pending = self.removing.lock().expect("removing lock").contains_key(&id);
+        let pg = if removal_pending {
+            Arc::new(Pg::empty(id))
+        } else {
+            Arc::new(Pg::load(&*self.store, id, false)?)
+        };
         pgs.insert(id, pg.clone());
         Ok(pg)
     }
@@ -197,10 +210,16 @@ impl Osd {
     }
 
     /// Brings every PG in line with `map`: new intervals restart peering (primary) or wait for
-    /// activation (replica); PGs this OSD no longer needs are deleted once safe.
+    /// activation (replica); backfill targets get the PG created to receive the primary's pushes;
+    /// PGs this OSD no longer needs are deleted once safe.
     pub fn handle_map(self: &Arc<Self>, map: &ClusterMap) {
         for (pgid, interval) in &map.intervals {
             if !interval.acting.contains(&self.id) {
+                if interval.up.contains(&self.id) {
+                    if let Err(e) = self.pg_or_create(*pgid) {
+                        tracing::error!(pg = %pgid, error = %e, "cannot load pg");
+                    }
+                }
                 continue;
             }
             let pg = match self.pg_or_create(*pgid) {
@@ -214,9 +233,7 @@ impl Osd {
             if st.interval.as_ref() == Some(interval) {
                 continue;
             }
-            st.prev_primary = st.interval.as_ref().and_then(|i| i.primary());
-            st.interval = Some(interval.clone());
-            st.generation += 1;
+            st.enter_interval(Some(interval.clone()));
             let is_primary = interval.primary() == Some(self.id);
             st.phase = if is_primary { Phase::Peering } else { Phase::ReplicaWaiting };
             let generation = st.generation;
@@ -230,7 +247,8 @@ impl Osd {
     }
 
     /// A PG this OSD holds but is not acting for: keep it while it may be the only copy of
-    /// acknowledged writes (it is in the PG's last active interval); delete it otherwise.
+    /// acknowledged writes (it is in the PG's last active interval) or while it is a backfill
+    /// target (in the interval's up set); delete it otherwise.
     fn handle_strays(&self, map: &ClusterMap) {
         let pgs: Vec<Arc<Pg>> = self.pgs.lock().expect("pgs lock").values().cloned().collect();
         for pg in pgs {
@@ -238,13 +256,22 @@ impl Osd {
             if interval.is_some_and(|i| i.acting.contains(&self.id)) {
                 continue;
             }
-            {
+            let woken = {
                 let mut st = pg.lock();
-                if st.phase != Phase::Stray {
+                if st.phase != Phase::Stray || st.interval.as_ref() != interval {
+                    st.enter_interval(interval.cloned());
                     st.phase = Phase::Stray;
-                    st.interval = interval.cloned();
-                    st.generation += 1;
+                    Some(st.generation)
+                } else {
+                    None
                 }
+            };
+            if let Some(generation) = woken {
+                // Client ops waiting for this PG to go active here learn it will not.
+                pg.activated.send_replace(generation);
+            }
+            if interval.is_some_and(|i| i.up.contains(&self.id)) {
+                continue; // A backfill target.
             }
             let pool_gone = !map.pools.contains_key(&pg.id.pool);
             let safe = pool_gone
@@ -259,14 +286,25 @@ impl Osd {
     }
 
     fn remove_pg(&self, id: PgId) {
-        self.pgs.lock().expect("pgs lock").remove(&id);
+        let mut pgs = self.pgs.lock().expect("pgs lock");
+        pgs.remove(&id);
+        *self.removing.lock().expect("removing lock").entry(id).or_insert(0) += 1;
         let mut txn = Transaction::new();
         txn.push(Op::RemovePg { pg: id });
         let rx = self.store.submit(txn);
+        drop(pgs);
+        let removing = self.removing.clone();
         tokio::spawn(async move {
             match rx.await {
                 Ok(Ok(())) => tracing::info!(pg = %id, "removed stray pg"),
                 other => tracing::warn!(pg = %id, ?other, "removing stray pg failed"),
+            }
+            let mut removing = removing.lock().expect("removing lock");
+            if let Some(n) = removing.get_mut(&id) {
+                *n -= 1;
+                if *n == 0 {
+                    removing.remove(&id);
+                }
             }
         });
     }
@@ -298,6 +336,11 @@ fn pg_stat(pg: &Pg, epoch: u64) -> Option<PgStat> {
     let st = pg.lock();
     let interval = st.interval.as_ref()?;
     let state = match st.phase {
+        Phase::Active if interval.is_remapped() => match st.backfill {
+            Backfill::Running => "active+remapped+backfilling".to_string(),
+            Backfill::Waiting => "active+remapped+backfill_wait".to_string(),
+            Backfill::Idle | Backfill::Done => "active+remapped".to_string(),
+        },
         Phase::Active if st.objects_missing > 0 => "active+recovering".to_string(),
         Phase::Active => "active+clean".to_string(),
         Phase::Peering if st.objects_missing > 0 => "peering+recovering".to_string(),

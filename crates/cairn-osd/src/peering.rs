@@ -6,13 +6,17 @@
 //!    when the logs do not overlap, every object that differs (backfill);
 //! 4. install the authoritative log on every member, record the interval as active in the mon,
 //!    and only then serve I/O.
+//!
+//! When a member would need a backfill and the last active interval's members can serve
+//! instead, step 3 is replaced by asking the mon for a pg_temp entry that keeps them acting
+//! while the new members are filled in the background (`backfill.rs`).
 
-use crate::ops;
+use crate::backfill::{backfill_list, fetch_state, push};
 use crate::osd::Osd;
 use crate::pg::{Pg, Phase};
 use cairn_proto::{LogEntry, Message, ObjectState, PgInfo};
 use cairn_store::Transaction;
-use cairn_types::{errno, Error, ObjectId, OsdId, PgInterval, Result, Version};
+use cairn_types::{errno, ClusterMap, Error, ObjectId, OsdId, PgInterval, Pool, Result, Version};
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
@@ -95,6 +99,14 @@ async fn peer_once(osd: &Arc<Osd>, pg: &Arc<Pg>, generation: u64) -> Result<()> 
             (*m, plan)
         })
         .collect();
+    if interval.acting.iter().any(|m| needs_full_copy(&answers[m], auth)) {
+        if let Some(acting) = temp_acting(&map, pool, &interval, last_active.as_ref(), &answers, auth) {
+            // Serve from the last active set while the new members are filled in the background;
+            // the map change starts a new interval, and this peering ends with it.
+            request_pg_temp(osd, pg, &interval, acting).await?;
+            return Err(Error::eagain("waiting for the pg_temp entry to take effect"));
+        }
+    }
     let missing: u64 = plans
         .iter()
         .map(|(_, p)| match p {
@@ -103,7 +115,15 @@ async fn peer_once(osd: &Arc<Osd>, pg: &Arc<Pg>, generation: u64) -> Result<()> 
             MemberPlan::InSync => 0,
         })
         .sum();
-    pg.lock().objects_missing = missing;
+    {
+        // A superseded peering task must not touch the state of the newer one (simulator seeds
+        // 173, 296, 323: a PG stuck in active+recovering).
+        let mut st = pg.lock();
+        if st.generation != generation {
+            return Err(Error::new(errno::ESTALE, "interval changed during peering"));
+        }
+        st.objects_missing = missing;
+    }
     // The primary first, so it holds every object before the others are compared with it.
     let mut ordered = plans;
     ordered.sort_by_key(|(m, _)| *m != osd.id);
@@ -112,6 +132,49 @@ async fn peer_once(osd: &Arc<Osd>, pg: &Arc<Pg>, generation: u64) -> Result<()> 
         recover_member(osd, pg, &interval, auth_id, member, plan).await?;
     }
     activate(osd, pg, &interval, generation, &auth.info, &auth.log).await
+}
+
+/// Whether bringing a member to the authoritative log means copying every object: the logs do
+/// not overlap (backfill), or the member holds nothing of a PG that has data (a new member;
+/// while the authoritative log is not yet trimmed its plan is log recovery of every entry).
+fn needs_full_copy(member: &Answer, auth: &Answer) -> bool {
+    let empty = Version::default();
+    auth.info.last_update != empty
+        && (member.info.last_update == empty
+            || plan_member(&member.info, &member.log, &auth.info, &auth.log) == MemberPlan::Backfill)
+}
+
+/// The acting set to keep in place (as pg_temp) instead of copying every object to a member
+/// during peering: the members of the last active interval that are up, answered and need no
+/// full copy themselves, in its order (its primary first) — if they are at least `min_size` and
+/// differ from the current acting set. `None`: copy now, during peering.
+fn temp_acting(
+    map: &ClusterMap,
+    pool: &Pool,
+    interval: &PgInterval,
+    last_active: Option<&PgInterval>,
+    answers: &BTreeMap<OsdId, Answer>,
+    auth: &Answer,
+) -> Option<Vec<OsdId>> {
+    let candidates: Vec<OsdId> = last_active?
+        .acting
+        .iter()
+        .copied()
+        .filter(|m| {
+            map.osds.get(m).is_some_and(|o| o.up) && answers.get(m).is_some_and(|a| !needs_full_copy(a, auth))
+        })
+        .collect();
+    (candidates.len() >= pool.min_size as usize && candidates != interval.acting).then_some(candidates)
+}
+
+async fn request_pg_temp(osd: &Arc<Osd>, pg: &Pg, interval: &PgInterval, acting: Vec<OsdId>) -> Result<()> {
+    tracing::info!(pg = %pg.id, ?acting, up = ?interval.up, "asking for pg_temp to backfill in the background");
+    let msg = Message::PgTempRequest { pg: pg.id, since: interval.since, acting };
+    match osd.monc.call_leader(msg, Duration::from_secs(30)).await? {
+        Message::Ok => Ok(()),
+        Message::Error(e) => Err(e),
+        other => Err(Error::eio(format!("unexpected reply {other:?}"))),
+    }
 }
 
 fn set_phase(pg: &Pg, generation: u64, phase: Phase) {
@@ -245,77 +308,6 @@ async fn recover_member(
     Ok(())
 }
 
-/// Every object on which `member` differs from `source` (by version, or by existence).
-async fn backfill_list(osd: &Arc<Osd>, pg: &Arc<Pg>, source: OsdId, member: OsdId) -> Result<Vec<ObjectId>> {
-    let have = scan_all(osd, pg, member).await?;
-    let want = scan_all(osd, pg, source).await?;
-    let mut out: Vec<ObjectId> =
-        want.iter().filter(|(oid, v)| have.get(*oid) != Some(*v)).map(|(oid, _)| oid.clone()).collect();
-    out.extend(have.keys().filter(|oid| !want.contains_key(*oid)).cloned());
-    Ok(out)
-}
-
-async fn scan_all(osd: &Arc<Osd>, pg: &Arc<Pg>, who: OsdId) -> Result<BTreeMap<ObjectId, Version>> {
-    let mut out = BTreeMap::new();
-    let mut after: Option<ObjectId> = None;
-    loop {
-        let msg =
-            Message::PgScan { pg: pg.id, epoch: osd.map().epoch, start_after: after.clone(), max: 1024 };
-        let reply = if who == osd.id {
-            osd.pg_scan(pg.id, after.clone(), 1024)?
-        } else {
-            osd.call_osd(who, msg).await?
-        };
-        let Message::PgScanReply { objects, done } = reply else {
-            return Err(Error::eio(format!("osd.{who}: unexpected scan reply")));
-        };
-        after = objects.last().map(|(o, _)| o.clone());
-        out.extend(objects);
-        if done || after.is_none() {
-            return Ok(out);
-        }
-    }
-}
-
-async fn fetch_state(
-    osd: &Arc<Osd>,
-    pg: &Arc<Pg>,
-    source: OsdId,
-    oid: &ObjectId,
-) -> Result<Option<ObjectState>> {
-    if source == osd.id {
-        return ops::object_state(&*osd.store, pg.id, oid);
-    }
-    let msg = Message::PgPull { pg: pg.id, epoch: osd.map().epoch, oid: oid.clone() };
-    match osd.call_osd(source, msg).await? {
-        Message::PgPullReply { state } => Ok(state),
-        other => Err(Error::eio(format!("osd.{source}: unexpected pull reply {other:?}"))),
-    }
-}
-
-async fn push(
-    osd: &Arc<Osd>,
-    pg: &Arc<Pg>,
-    interval: &PgInterval,
-    member: OsdId,
-    objects: Vec<(ObjectId, Option<ObjectState>)>,
-) -> Result<()> {
-    let count = objects.len() as u64;
-    if member == osd.id {
-        let mut txn = Transaction::new();
-        for (oid, state) in &objects {
-            ops::install_ops(pg.id, oid, state.as_ref(), &mut txn.ops);
-        }
-        osd.store.submit(txn).await.map_err(|_| Error::eio("store shut down"))??;
-    } else {
-        let msg = Message::PgPush { pg: pg.id, since: interval.since, objects };
-        osd.call_osd(member, msg).await?;
-    }
-    let mut st = pg.lock();
-    st.objects_missing = st.objects_missing.saturating_sub(count);
-    Ok(())
-}
-
 async fn activate(
     osd: &Arc<Osd>,
     pg: &Arc<Pg>,
@@ -365,6 +357,9 @@ async fn activate(
     }
     pg.activated.send_replace(generation);
     tracing::info!(pg = %pg.id, acting = ?interval.acting, since = interval.since, "active");
+    if interval.is_remapped() {
+        tokio::spawn(crate::backfill::run(osd.clone(), pg.clone(), generation));
+    }
     Ok(())
 }
 
@@ -424,5 +419,72 @@ mod tests {
         assert_eq!(plan, MemberPlan::Backfill);
         let same = plan_member(&info(&auth, tail), &auth, &info(&auth, tail), &auth);
         assert_eq!(same, MemberPlan::InSync);
+    }
+
+    /// Four OSDs (one host each) and pool `data` (size 3, min_size 2).
+    fn cluster() -> ClusterMap {
+        use cairn_types::{MapCommand, MapSettings};
+        let mut map = ClusterMap::default();
+        let init = MapCommand::Init {
+            fsid: "f".into(),
+            mons: vec![],
+            settings: MapSettings::default(),
+            now_secs: 1,
+        };
+        map.apply(&init).unwrap();
+        for id in 0..4 {
+            let addr = format!("127.0.0.1:{id}");
+            let boot = MapCommand::OsdBoot {
+                id,
+                addr,
+                host: format!("h{id}"),
+                capacity_bytes: 1 << 40,
+                now_secs: 2,
+            };
+            map.apply(&boot).unwrap();
+        }
+        let create = MapCommand::PoolCreate {
+            name: "data".into(),
+            pg_num: Some(1),
+            pgp_num: None,
+            size: None,
+            now_secs: 3,
+        };
+        map.apply(&create).unwrap();
+        map
+    }
+
+    fn answer(log: &[LogEntry]) -> Answer {
+        Answer { info: info(log, Version::default()), log: log.to_vec() }
+    }
+
+    #[test]
+    fn a_new_member_is_filled_in_the_background_by_the_last_active_set() {
+        let mut map = cluster();
+        let pool = map.pools[&1].clone();
+        let full = vec![entry(5, 1, "a"), entry(5, 2, "b")];
+        let last_active = PgInterval { since: 5, acting: vec![3, 0, 1], up: vec![3, 0, 1] };
+        let now = PgInterval { since: 9, acting: vec![0, 1, 2], up: vec![0, 1, 2] };
+        let mut answers: BTreeMap<OsdId, Answer> = (0..4).map(|m| (m, answer(&full))).collect();
+        answers.insert(2, answer(&[]));
+        let auth = answer(&full);
+        assert!(needs_full_copy(&answers[&2], &auth), "an empty member of a PG with data");
+        assert!(!needs_full_copy(&answers[&0], &auth));
+        assert!(!needs_full_copy(&answer(&[]), &answer(&[])), "a PG without data needs nothing");
+        let temp = temp_acting(&map, &pool, &now, Some(&last_active), &answers, &auth);
+        assert_eq!(temp, Some(vec![3, 0, 1]), "the last active set, its primary first");
+
+        // Already acting: copy during peering rather than ask again.
+        assert_eq!(temp_acting(&map, &pool, &last_active, Some(&last_active), &answers, &auth), None);
+        // Never active: nothing to keep in place.
+        assert_eq!(temp_acting(&map, &pool, &now, None, &answers, &auth), None);
+
+        // A member of the last active set that is down (or did not answer) is left out...
+        map.apply(&cairn_types::MapCommand::OsdDown { ids: vec![3], now_secs: 4 }).unwrap();
+        let temp = temp_acting(&map, &pool, &now, Some(&last_active), &answers, &auth);
+        assert_eq!(temp, Some(vec![0, 1]));
+        // ...and fewer than min_size left means copying during peering.
+        answers.remove(&1);
+        assert_eq!(temp_acting(&map, &pool, &now, Some(&last_active), &answers, &auth), None);
     }
 }

@@ -4,7 +4,7 @@
 use bytes::Bytes;
 use cairn_proto::{LogEntry, PgInfo, ReqId};
 use cairn_store::{ObjectStore, Op};
-use cairn_types::{Epoch, Error, ObjectId, PgId, PgInterval, Result, Version};
+use cairn_types::{Epoch, Error, ObjectId, OsdId, PgId, PgInterval, Result, Version};
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use tokio::sync::{watch, Notify};
@@ -15,10 +15,24 @@ pub const LOG_TRIM_BATCH: usize = 200;
 const INFO_KEY: &str = "info";
 const RECORD_VERSION: u8 = 1;
 
+/// The primary's background backfill of the interval's targets (`backfill.rs`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backfill {
+    /// Nothing to backfill, or not started.
+    Idle,
+    /// Waiting for a backfill slot on this OSD, or to retry after an error.
+    Waiting,
+    /// Copying objects to the targets.
+    Running,
+    /// Every target is filled; the pg_temp entry is being cleared.
+    Done,
+}
+
 /// Where the PG stands in the current interval on this OSD.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Phase {
-    /// Not a member of the current interval (keeps its data until it is safe to delete).
+    /// Not an acting member of the current interval: keeps its data until it is safe to delete,
+    /// or — a backfill target (in the interval's up set) — receives the primary's backfill.
     Stray,
     /// Primary, finding the authoritative log and recovering members.
     Peering,
@@ -36,9 +50,6 @@ pub enum Phase {
 
 pub struct PgState {
     pub interval: Option<PgInterval>,
-    /// Primary of the interval before `interval`, as this OSD saw it (whose read lease a new
-    /// primary's peering must outwait).
-    pub prev_primary: Option<cairn_types::OsdId>,
     pub phase: Phase,
     pub info: PgInfo,
     pub log: VecDeque<LogEntry>,
@@ -48,6 +59,7 @@ pub struct PgState {
     pub num_objects: u64,
     pub num_bytes: u64,
     pub objects_missing: u64,
+    pub backfill: Backfill,
 }
 
 pub struct Pg {
@@ -72,14 +84,22 @@ impl Pg {
         for (_, bytes) in store.log_entries(id, Version::default())? {
             log.push_back(decode_entry(&bytes)?);
         }
+        Ok(Pg::from_parts(id, loaded_from_disk, info, log))
+    }
+
+    /// A PG this OSD holds nothing of.
+    pub fn empty(id: PgId) -> Pg {
+        Pg::from_parts(id, false, PgInfo::default(), VecDeque::new())
+    }
+
+    fn from_parts(id: PgId, loaded_from_disk: bool, info: PgInfo, log: VecDeque<LogEntry>) -> Pg {
         let reqids = log.iter().map(|e| (e.reqid, e.version)).collect();
         let (activated, _) = watch::channel(0);
-        Ok(Pg {
+        Pg {
             id,
             loaded_from_disk,
             state: Mutex::new(PgState {
                 interval: None,
-                prev_primary: None,
                 phase: Phase::Stray,
                 info,
                 log,
@@ -88,10 +108,11 @@ impl Pg {
                 num_objects: 0,
                 num_bytes: 0,
                 objects_missing: 0,
+                backfill: Backfill::Idle,
             }),
             activated,
             busy: Mutex::new(HashMap::new()),
-        })
+        }
     }
 
     pub fn lock(&self) -> std::sync::MutexGuard<'_, PgState> {
@@ -137,6 +158,18 @@ impl Drop for ObjectGuard {
 impl PgState {
     pub fn since(&self) -> Option<Epoch> {
         self.interval.as_ref().map(|i| i.since)
+    }
+
+    /// Moves to a new interval (stale tasks of the old one stop on the generation).
+    pub fn enter_interval(&mut self, interval: Option<PgInterval>) {
+        self.interval = interval;
+        self.generation += 1;
+        self.backfill = Backfill::Idle;
+    }
+
+    /// This OSD is a backfill target of the current interval: in `up`, not acting.
+    pub fn is_backfill_target(&self, me: OsdId) -> bool {
+        self.interval.as_ref().is_some_and(|i| i.up.contains(&me) && !i.acting.contains(&me))
     }
 
     /// Appends `entry` to the log (and the store ops that persist it and the new info),

@@ -33,9 +33,16 @@ impl Osd {
             if op_list.iter().any(ObjOp::is_write) {
                 self.write(&pg, &oid, reqid, &op_list).await
             } else {
-                self.wait_read_lease(&pg).await?;
+                let generation = self.wait_read_lease(&pg).await?;
                 let planned = ops::plan(&*self.store, pgid, &oid, &op_list)?;
-                Ok((planned.outs, pg.lock().info.last_update))
+                // Answer only if the PG was still active in the same interval after the read:
+                // once it moved on, a newer interval may be told it serves no more reads
+                // (`pg_reads_stopped`).
+                let st = pg.lock();
+                if st.phase != Phase::Active || st.generation != generation {
+                    return Err(Error::eagain(format!("pg {pgid} is no longer active")));
+                }
+                Ok((planned.outs, st.info.last_update))
             }
         }
         .await;
@@ -67,16 +74,18 @@ impl Osd {
     }
 
     /// Waits until every other acting member's read lease covers this OSD (lease.rs), so a read
-    /// can never miss a write of a newer interval this OSD has not heard of.
-    async fn wait_read_lease(self: &Arc<Self>, pg: &Arc<Pg>) -> Result<()> {
+    /// can never miss a write of a newer interval this OSD has not heard of. Returns the PG's
+    /// generation the leases cover.
+    async fn wait_read_lease(self: &Arc<Self>, pg: &Arc<Pg>) -> Result<u64> {
         let deadline = tokio::time::Instant::now() + self.cfg.op_wait;
         loop {
-            let (acting, epoch) = {
+            let (acting, epoch, generation) = {
                 let st = pg.lock();
                 if st.phase != Phase::Active {
                     return Err(Error::eagain(format!("pg {} is no longer active", pg.id)));
                 }
-                (st.interval.as_ref().map(|i| i.acting[1..].to_vec()).unwrap_or_default(), self.map().epoch)
+                let acting = st.interval.as_ref().map(|i| i.acting[1..].to_vec()).unwrap_or_default();
+                (acting, self.map().epoch, st.generation)
             };
             let mut newer = None;
             let covered = acting.iter().all(|m| match self.leases.check_held(*m, epoch) {
@@ -88,7 +97,7 @@ impl Osd {
                 Err(crate::lease::NoLease::Lapsed) => false,
             });
             if covered {
-                return Ok(());
+                return Ok(generation);
             }
             if tokio::time::Instant::now() >= deadline {
                 return Err(Error::eagain(format!("pg {}: no read lease from every replica", pg.id)));

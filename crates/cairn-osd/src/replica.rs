@@ -6,7 +6,7 @@ use crate::osd::Osd;
 use crate::pg::Phase;
 use cairn_proto::{LogEntry, Message, Mutation, ObjectState, PgInfo, Responder};
 use cairn_store::{Op, Transaction};
-use cairn_types::{errno, Epoch, Error, ObjectId, PgId, Result, Version};
+use cairn_types::{errno, Epoch, Error, ObjectId, OsdId, PgId, Result, Version};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -67,15 +67,22 @@ impl Osd {
         // writes as primary or replica of it), then wait until what it already submitted is
         // durable: the answer then describes exactly what a crash would leave.
         let map = self.wait_for_epoch(epoch, Duration::from_secs(5)).await;
+        if map.epoch < epoch {
+            return Err(Error::eagain(format!("osd.{} has no map of epoch {epoch} yet", self.id)));
+        }
         self.handle_map(&map);
         self.store_barrier().await?;
-        // Do not help a newer interval go active while the previous primary may still serve
-        // reads under a lease this OSD granted (lease.rs).
-        if let Some((prev, since, loaded)) = self.pg(pgid).and_then(|pg| {
-            let st = pg.lock();
-            Some((st.prev_primary.filter(|p| *p != self.id), st.since()?, pg.loaded_from_disk))
-        }) {
-            self.leases.wait_expired(prev, since, loaded).await;
+        // Do not help a newer interval go active while the last active interval's primary may
+        // still serve reads under a lease this OSD granted it (lease.rs): wait until it says it
+        // stopped, or until the lease expired (a whole lease after this OSD started, if it
+        // started since: it forgot what it granted before).
+        if let Some((reader, since)) = lease_reader(&map, pgid, self.id) {
+            let expired = self.leases.wait_expired(Some(reader), since, true);
+            let stopped = self.reads_stopped(reader, pgid, since);
+            tokio::select! {
+                _ = expired => {}
+                _ = stopped => {}
+            }
         }
         let Some(pg) = self.pg(pgid) else {
             return Ok(Message::PgQueryReply { info: PgInfo::default(), log: vec![], objects: None });
@@ -101,18 +108,72 @@ impl Osd {
         Ok(Message::PgPullReply { state: ops::object_state(&*self.store, pgid, oid)? })
     }
 
-    /// Installs recovered objects (or their removal) sent by the primary of interval `since`.
+    /// Returns once `prev` confirmed it serves no reads of `pgid` in an interval before `since`,
+    /// or its port refuses connections (no process is left that could serve reads, as
+    /// heartbeats assume too); never if it cannot be reached otherwise (then the caller's lease
+    /// wait decides).
+    async fn reads_stopped(self: &Arc<Self>, prev: OsdId, pgid: PgId, since: Epoch) {
+        loop {
+            // `prev` is another OSD (never answered locally, which would recurse).
+            let msg = Message::PgReadsStopped { pg: pgid, since };
+            let reply = match self.osd_addr(prev) {
+                Ok(addr) => self.peers.call(&addr, msg, self.cfg.peer_timeout).await,
+                Err(e) => Err(e),
+            };
+            match reply {
+                Ok(Message::Ok) => return,
+                Err(e) if e.errno == errno::ECONNREFUSED => {
+                    self.leases.revoke(prev);
+                    return;
+                }
+                _ => tokio::time::sleep(Duration::from_millis(200)).await,
+            }
+        }
+    }
+
+    /// Answers `Ok` once this OSD serves no reads of `pgid` in an interval older than `since`:
+    /// it has a map that new and has applied it to its PGs (a read re-checks its PG's
+    /// generation after reading, so none in flight returns old state after this answer).
+    pub async fn pg_reads_stopped(self: &Arc<Self>, pgid: PgId, since: Epoch) -> Result<Message> {
+        let map = self.wait_for_epoch(since, Duration::from_secs(5)).await;
+        if map.epoch < since {
+            return Err(Error::eagain(format!("osd.{} has no map of epoch {since} yet", self.id)));
+        }
+        self.handle_map(&map);
+        if let Some(pg) = self.pg(pgid) {
+            let st = pg.lock();
+            if st.phase == Phase::Active && st.since().is_some_and(|s| s < since) {
+                return Err(Error::eagain(format!("pg {pgid} is still active in an older interval")));
+            }
+        }
+        Ok(Message::Ok)
+    }
+
+    /// Waits for a map of epoch `since` and, unless the PG is already in that interval here,
+    /// applies it: a backfill target hears from the primary without a query first (which would
+    /// have applied it), possibly before this OSD's map loop got to the new map.
+    async fn enter_epoch(self: &Arc<Self>, pgid: PgId, since: Epoch) {
+        let map = self.wait_for_epoch(since, Duration::from_secs(5)).await;
+        if self.pg(pgid).is_none_or(|pg| pg.lock().since() != Some(since)) {
+            self.handle_map(&map);
+        }
+    }
+
+    /// Installs recovered objects (or their removal) sent by the primary of interval `since`,
+    /// to an acting member or to a backfill target (in the interval's up set).
     pub async fn pg_push(
         self: &Arc<Self>,
         pgid: PgId,
         since: Epoch,
         objects: Vec<(ObjectId, Option<ObjectState>)>,
     ) -> Result<Message> {
-        self.wait_for_epoch(since, Duration::from_secs(5)).await;
+        self.enter_epoch(pgid, since).await;
         let pg = self.pg_or_create(pgid)?;
         let rx = {
             let st = pg.lock();
-            if st.since() != Some(since) {
+            let member =
+                st.interval.as_ref().is_some_and(|i| i.acting.contains(&self.id) || i.up.contains(&self.id));
+            if st.since() != Some(since) || !member {
                 return Err(stale(pgid, "push for another interval"));
             }
             let mut txn = Transaction::new();
@@ -137,7 +198,8 @@ impl Osd {
         let pg = self.pg_or_create(pgid)?;
         let rx = {
             let mut st = pg.lock();
-            if st.since() != Some(since) {
+            let acting = st.interval.as_ref().is_some_and(|i| i.acting.contains(&self.id));
+            if st.since() != Some(since) || !acting {
                 return Err(stale(pgid, "activation for another interval"));
             }
             let mut txn = Transaction::new();
@@ -149,6 +211,34 @@ impl Osd {
         };
         if let Ok(Err(e)) | Err(e) = rx.await.map_err(|_| Error::eio("store shut down")) {
             crate::osd::fatal_store_error("activation", &e);
+        }
+        self.recount(pgid)?;
+        Ok(Message::Ok)
+    }
+
+    /// A backfill target's last step: the primary copied every object at least as new as `log`
+    /// says; make it this PG's log, so the next peering recovers this OSD from the log. The PG
+    /// stays a non-acting member (it serves nothing and applies no writes).
+    pub async fn pg_backfill_log(
+        self: &Arc<Self>,
+        pgid: PgId,
+        since: Epoch,
+        log: Vec<LogEntry>,
+        log_tail: Version,
+    ) -> Result<Message> {
+        self.enter_epoch(pgid, since).await;
+        let pg = self.pg(pgid).ok_or_else(|| stale(pgid, "pg not here"))?;
+        let rx = {
+            let mut st = pg.lock();
+            if st.since() != Some(since) || !st.is_backfill_target(self.id) {
+                return Err(stale(pgid, "not a backfill target of that interval"));
+            }
+            let mut txn = Transaction::new();
+            st.replace_log(pgid, log, log_tail, since, &mut txn.ops);
+            self.store.submit(txn)
+        };
+        if let Ok(Err(e)) | Err(e) = rx.await.map_err(|_| Error::eio("store shut down")) {
+            crate::osd::fatal_store_error("backfill log", &e);
         }
         self.recount(pgid)?;
         Ok(Message::Ok)
@@ -175,6 +265,18 @@ impl Osd {
         st.num_bytes = bytes;
         Ok(())
     }
+}
+
+/// Who may be serving reads of `pgid` under a lease `me` granted, and the interval that must not
+/// get `me`'s help before those reads stopped: the primary of the PG's last active interval —
+/// the only interval that can be serving reads (its activation outwaited the ones before) —
+/// if `me` was another acting member of it and a newer interval has started.
+fn lease_reader(map: &cairn_types::ClusterMap, pgid: PgId, me: OsdId) -> Option<(OsdId, Epoch)> {
+    let last_active = &map.history.get(&pgid)?.last_active;
+    let current = map.intervals.get(&pgid)?.since;
+    let reader = last_active.primary()?;
+    (last_active.acting.contains(&me) && reader != me && last_active.since < current)
+        .then_some((reader, current))
 }
 
 fn stale(pgid: PgId, why: &str) -> Error {

@@ -67,6 +67,10 @@ pub async fn local(osd: &Arc<Osd>, msg: Message) -> Result<Message> {
             osd.pg_activate(pg, since, log, log_tail).await
         }
         Message::PgList { pg, epoch, start_after, max } => osd.pg_list(pg, epoch, start_after, max).await,
+        Message::PgBackfillLog { pg, since, log, log_tail } => {
+            osd.pg_backfill_log(pg, since, log, log_tail).await
+        }
+        Message::PgReadsStopped { pg, since } => osd.pg_reads_stopped(pg, since).await,
         Message::Admin { command } => osd.admin(&command),
         other => Err(Error::einval(format!("osd cannot handle {}", message_name(&other)))),
     }

@@ -273,6 +273,36 @@ pub enum Message {
     AdminReply {
         json: String,
     },
+
+    // ---- background backfill (docs/replication.md, "Backfill in the background") ----
+    /// Primary of interval `since` → mon leader: keep `acting` serving `pg` (its last active
+    /// set) while the members of its up set are backfilled. Refused if `since` is not current.
+    PgTempRequest {
+        pg: PgId,
+        since: Epoch,
+        acting: Vec<OsdId>,
+    },
+    /// Primary of interval `since` → mon leader: backfill of `up` is complete; make it acting.
+    PgTempClearRequest {
+        pg: PgId,
+        since: Epoch,
+        up: Vec<OsdId>,
+    },
+    /// Primary → backfill target at the end of backfill: install this log as yours (your
+    /// objects are at least as new as it says), without becoming an active member.
+    PgBackfillLog {
+        pg: PgId,
+        since: Epoch,
+        log: Vec<LogEntry>,
+        log_tail: Version,
+    },
+    /// Member peering interval `since` → that PG's previous primary: answer `Ok` once you serve
+    /// no reads of `pg` in an interval older than `since` (so the member need not outwait the
+    /// read lease it granted you).
+    PgReadsStopped {
+        pg: PgId,
+        since: Epoch,
+    },
 }
 
 pub fn encode_envelope(env: &Envelope) -> Result<Vec<u8>, Error> {

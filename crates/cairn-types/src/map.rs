@@ -65,16 +65,31 @@ impl Pool {
     }
 }
 
-/// A PG's current interval: its acting set (first = primary) fixed since epoch `since`.
+/// A PG's current interval: its acting set (first = primary) and up set, both fixed since epoch
+/// `since`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PgInterval {
     pub since: Epoch,
+    /// The members that serve I/O: the PG's `pg_temp` entry when it has one, else `up`.
     pub acting: Vec<OsdId>,
+    /// Where placement puts the PG: the CRUSH result minus down OSDs. Members of `up` that are
+    /// not in `acting` are backfill targets, filled in the background by the primary.
+    pub up: Vec<OsdId>,
 }
 
 impl PgInterval {
     pub fn primary(&self) -> Option<OsdId> {
         self.acting.first().copied()
+    }
+
+    /// Members of `up` that are not acting yet (the primary backfills them in the background).
+    pub fn backfill_targets(&self) -> Vec<OsdId> {
+        self.up.iter().copied().filter(|id| !self.acting.contains(id)).collect()
+    }
+
+    /// Whether a `pg_temp` entry holds an acting set other than `up` in place.
+    pub fn is_remapped(&self) -> bool {
+        self.acting != self.up
     }
 }
 
@@ -124,6 +139,10 @@ pub struct ClusterMap {
     /// CRUSH bucket id of every host ever seen (−2, −3, … in order of first appearance), kept
     /// so hosts coming and going never renumber the others (which would remap most PGs).
     pub host_ids: BTreeMap<String, i32>,
+    /// Acting sets that override placement while a PG's new members are backfilled in the
+    /// background (Ceph's `pg_temp`). An entry lives until its primary clears it, or until it
+    /// becomes invalid (an OSD in it is down or gone, its pool is gone, it equals `up`).
+    pub pg_temp: BTreeMap<PgId, Vec<OsdId>>,
 }
 
 /// A change to the map. Applied identically on every monitor; anything time-dependent carries its
@@ -213,6 +232,20 @@ pub enum MapCommand {
         pg: PgId,
         interval: PgInterval,
     },
+    /// Keep `acting` serving `pg` while its up set is backfilled (docs/replication.md,
+    /// "Backfill in the background"). Every OSD must exist and be up.
+    PgTemp {
+        pg: PgId,
+        acting: Vec<OsdId>,
+        now_secs: u64,
+    },
+    /// Backfill is done: drop `pg`'s pg_temp entry, so acting becomes `up` — only if the PG's up
+    /// set is still `up` (otherwise the targets that were filled are no longer the up set).
+    PgTempClear {
+        pg: PgId,
+        up: Vec<OsdId>,
+        now_secs: u64,
+    },
 }
 
 /// What an applied command says back (Ceph's status string, e.g. "pool 'x' created").
@@ -260,7 +293,12 @@ impl ClusterMap {
         next.epoch += 1;
         next.modified_secs = now;
         next.recompute_intervals(rebooted);
-        *self = next;
+        // A pg_temp entry that recomputing dropped again (it equals up) changed nothing.
+        let unchanged = next.intervals == self.intervals
+            && ClusterMap { epoch: self.epoch, modified_secs: self.modified_secs, ..next.clone() } == *self;
+        if !unchanged {
+            *self = next;
+        }
         Ok(msg)
     }
 
@@ -408,6 +446,38 @@ impl ClusterMap {
                 self.history.insert(*pg, PgHistory { last_active: interval.clone() });
                 (format!("pg {pg} active"), self.modified_secs)
             }
+            PgTemp { pg, acting, now_secs } => {
+                if self.pools.get(&pg.pool).is_none_or(|p| pg.seed >= p.pg_num) {
+                    return Err(Error::enoent(format!("pg {pg} does not exist")));
+                }
+                if acting.is_empty() {
+                    return Err(Error::einval(format!("pg_temp for {pg} must not be empty")));
+                }
+                if acting.iter().collect::<BTreeSet<_>>().len() != acting.len() {
+                    return Err(Error::einval(format!("pg_temp for {pg} names an OSD twice")));
+                }
+                for id in acting {
+                    if !self.osds.get(id).is_some_and(|o| o.up) {
+                        return Err(Error::new(
+                            crate::errno::ESTALE,
+                            format!("pg_temp for {pg}: osd.{id} does not exist or is down"),
+                        ));
+                    }
+                }
+                self.pg_temp.insert(*pg, acting.clone());
+                (format!("set pg {pg} pg_temp to [{}]", join_plain(acting)), *now_secs)
+            }
+            PgTempClear { pg, up, now_secs } => {
+                let current = self.intervals.get(pg).map(|i| &i.up);
+                if current != Some(up) {
+                    return Err(Error::new(
+                        crate::errno::ESTALE,
+                        format!("pg {pg}: up set is no longer [{}]", join_plain(up)),
+                    ));
+                }
+                self.pg_temp.remove(pg);
+                (format!("cleared pg {pg} pg_temp"), *now_secs)
+            }
         })
     }
 
@@ -535,8 +605,11 @@ impl ClusterMap {
         self.osds.get(&id).map_or(0, |o| if o.in_cluster { o.reweight } else { 0 })
     }
 
-    /// Recomputes every PG's acting set; a PG whose set changed starts a new interval at `epoch`.
-    /// As in Ceph, a down OSD stays in the placement (the PG runs degraded) until it is out.
+    /// Recomputes every PG's up and acting sets; a PG whose sets changed starts a new interval at
+    /// `epoch`. As in Ceph, a down OSD stays in the placement (the PG runs degraded) until it is
+    /// out. Drops pg_temp entries that became invalid: an OSD in them is down or gone, the PG is
+    /// gone, or the entry equals up. (An `out` OSD that is still up may stay in one: that is how
+    /// an OSD being drained keeps serving until its replacement is filled.)
     fn recompute_intervals(&mut self, rebooted: Option<OsdId>) {
         let candidates = self.candidates();
         let hierarchy = match placement::Hierarchy::with_host_ids(&candidates, &self.host_ids) {
@@ -545,6 +618,7 @@ impl ClusterMap {
             Err(_) => placement::Hierarchy::new(&candidates),
         };
         let mut next = BTreeMap::new();
+        let mut temps = BTreeMap::new();
         for pool in self.pools.values() {
             for pg in pool.pgs() {
                 let placement_seed = placement::pg_seed(pg.seed, pool.pgp_num);
@@ -555,20 +629,27 @@ impl ClusterMap {
                     pool.failure_domain,
                     |id| self.reweight(id),
                 );
-                let acting: Vec<OsdId> =
+                let up: Vec<OsdId> =
                     raw.into_iter().filter(|id| self.osds.get(id).is_some_and(|o| o.up)).collect();
+                let temp = self.pg_temp.get(&pg).filter(|t| {
+                    !t.is_empty() && **t != up && t.iter().all(|id| self.osds.get(id).is_some_and(|o| o.up))
+                });
+                if let Some(t) = temp {
+                    temps.insert(pg, t.clone());
+                }
+                let acting = temp.cloned().unwrap_or_else(|| up.clone());
+                let member_rebooted = |old: &PgInterval| {
+                    rebooted.is_some_and(|id| old.acting.contains(&id) || old.up.contains(&id))
+                };
                 let interval = match self.intervals.get(&pg) {
-                    Some(old)
-                        if old.acting == acting && !rebooted.is_some_and(|id| old.acting.contains(&id)) =>
-                    {
-                        old.clone()
-                    }
-                    _ => PgInterval { since: self.epoch, acting },
+                    Some(old) if old.acting == acting && old.up == up && !member_rebooted(old) => old.clone(),
+                    _ => PgInterval { since: self.epoch, acting, up },
                 };
                 next.insert(pg, interval);
             }
         }
         self.intervals = next;
+        self.pg_temp = temps;
     }
 }
 
@@ -576,6 +657,10 @@ fn weight_for_capacity(capacity_bytes: u64) -> u32 {
     // CRUSH weight is capacity in TiB; keep a floor so tiny test OSDs still get data.
     let tib_16_16 = (capacity_bytes as u128 * WEIGHT_ONE as u128 / (1u128 << 40)) as u32;
     tib_16_16.max(WEIGHT_ONE / 100)
+}
+
+fn join_plain(ids: &[OsdId]) -> String {
+    ids.iter().map(|i| i.to_string()).collect::<Vec<_>>().join(",")
 }
 
 fn join_ids(ids: &[OsdId]) -> String {
@@ -605,4 +690,187 @@ fn check_size(size: u32) -> Result<()> {
         return Err(Error::einval(format!("pool size must be between 1 and {MAX_POOL_SIZE}")));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Four OSDs on four hosts, pool `data` (size 3, 8 PGs).
+    fn cluster() -> ClusterMap {
+        let mut map = ClusterMap::default();
+        let init = MapCommand::Init {
+            fsid: "f".into(),
+            mons: vec![],
+            settings: MapSettings::default(),
+            now_secs: 1,
+        };
+        map.apply(&init).unwrap();
+        for id in 0..4 {
+            let boot = MapCommand::OsdBoot {
+                id,
+                addr: format!("127.0.0.1:{}", 7000 + id),
+                host: format!("h{id}"),
+                capacity_bytes: 1 << 40,
+                now_secs: 2,
+            };
+            map.apply(&boot).unwrap();
+        }
+        let create = MapCommand::PoolCreate {
+            name: "data".into(),
+            pg_num: Some(8),
+            pgp_num: None,
+            size: None,
+            now_secs: 3,
+        };
+        map.apply(&create).unwrap();
+        map
+    }
+
+    /// A PG of the pool, and an acting set for it that differs from its up set.
+    fn remap(map: &ClusterMap) -> (PgId, Vec<OsdId>) {
+        let (pg, interval) = map.intervals.iter().next().unwrap();
+        let spare = (0..4).find(|id| !interval.up.contains(id)).unwrap();
+        let mut temp = interval.up.clone();
+        temp[2] = spare;
+        (*pg, temp)
+    }
+
+    #[test]
+    fn without_pg_temp_acting_is_up() {
+        let map = cluster();
+        for i in map.intervals.values() {
+            assert_eq!(i.up.len(), 3);
+            assert_eq!(i.acting, i.up);
+            assert!(i.backfill_targets().is_empty());
+        }
+    }
+
+    #[test]
+    fn pg_temp_overrides_acting_and_starts_an_interval() {
+        let mut map = cluster();
+        let (pg, temp) = remap(&map);
+        let before = map.intervals[&pg].clone();
+        let other = *map.intervals.keys().nth(1).unwrap();
+        let other_before = map.intervals[&other].clone();
+        map.apply(&MapCommand::PgTemp { pg, acting: temp.clone(), now_secs: 4 }).unwrap();
+        let i = &map.intervals[&pg];
+        assert_eq!(i.acting, temp);
+        assert_eq!(i.up, before.up);
+        assert_eq!(i.since, map.epoch, "a new interval");
+        assert!(i.is_remapped());
+        assert_eq!(i.backfill_targets(), vec![before.up[2]]);
+        assert_eq!(map.intervals[&other], other_before, "other PGs keep their interval");
+        assert_eq!(map.pg_temp[&pg], temp);
+
+        // Setting the same entry again changes nothing (no new epoch).
+        let epoch = map.epoch;
+        map.apply(&MapCommand::PgTemp { pg, acting: temp, now_secs: 5 }).unwrap();
+        assert_eq!(map.epoch, epoch);
+    }
+
+    #[test]
+    fn pg_temp_is_validated() {
+        let mut map = cluster();
+        let (pg, temp) = remap(&map);
+        let missing = PgId { pool: pg.pool, seed: 99 };
+        assert!(map.apply(&MapCommand::PgTemp { pg: missing, acting: temp.clone(), now_secs: 4 }).is_err());
+        assert!(map.apply(&MapCommand::PgTemp { pg, acting: vec![], now_secs: 4 }).is_err());
+        assert!(map.apply(&MapCommand::PgTemp { pg, acting: vec![0, 0], now_secs: 4 }).is_err());
+        assert!(map.apply(&MapCommand::PgTemp { pg, acting: vec![0, 9], now_secs: 4 }).is_err());
+        map.apply(&MapCommand::OsdDown { ids: vec![temp[2]], now_secs: 4 }).unwrap();
+        let e = map.apply(&MapCommand::PgTemp { pg, acting: temp, now_secs: 5 }).unwrap_err();
+        assert_eq!(e.errno, crate::errno::ESTALE);
+        assert!(map.pg_temp.is_empty());
+    }
+
+    #[test]
+    fn pg_temp_equal_to_up_is_not_kept() {
+        let mut map = cluster();
+        let (pg, _) = remap(&map);
+        let epoch = map.epoch;
+        let up = map.intervals[&pg].up.clone();
+        map.apply(&MapCommand::PgTemp { pg, acting: up, now_secs: 4 }).unwrap();
+        assert!(map.pg_temp.is_empty());
+        assert_eq!(map.epoch, epoch, "nothing changed");
+    }
+
+    #[test]
+    fn invalid_pg_temp_entries_are_dropped() {
+        // An OSD in the entry goes down: the entry goes, acting falls back to up.
+        let mut map = cluster();
+        let (pg, temp) = remap(&map);
+        map.apply(&MapCommand::PgTemp { pg, acting: temp.clone(), now_secs: 4 }).unwrap();
+        map.apply(&MapCommand::OsdDown { ids: vec![temp[2]], now_secs: 5 }).unwrap();
+        assert!(map.pg_temp.is_empty());
+        let i = &map.intervals[&pg];
+        assert_eq!(i.acting, i.up);
+        assert_eq!(i.since, map.epoch);
+
+        // An OSD in the entry is marked out but stays up: the entry stays (it is being drained).
+        let mut map = cluster();
+        let (pg, temp) = remap(&map);
+        map.apply(&MapCommand::PgTemp { pg, acting: temp.clone(), now_secs: 4 }).unwrap();
+        map.apply(&MapCommand::OsdOut { ids: vec![temp[0]], by_operator: true, now_secs: 5 }).unwrap();
+        assert_eq!(map.pg_temp.get(&pg), Some(&temp));
+        assert_eq!(map.intervals[&pg].acting, temp);
+        assert!(!map.intervals[&pg].up.contains(&temp[0]));
+
+        // The pool goes: so does the entry.
+        map.apply(&MapCommand::PoolDelete { name: "data".into(), now_secs: 6 }).unwrap();
+        assert!(map.pg_temp.is_empty());
+    }
+
+    #[test]
+    fn pg_temp_becoming_equal_to_up_is_dropped() {
+        let mut map = cluster();
+        let (pg, _) = remap(&map);
+        let up = map.intervals[&pg].up.clone();
+        // Keep the old acting set while osd up[2] is out; bring it back in: up equals the entry.
+        map.apply(&MapCommand::PgTemp { pg, acting: up.clone(), now_secs: 4 }).unwrap();
+        map.apply(&MapCommand::OsdOut { ids: vec![up[2]], by_operator: true, now_secs: 5 }).unwrap();
+        map.apply(&MapCommand::PgTemp { pg, acting: up.clone(), now_secs: 6 }).unwrap();
+        assert_eq!(map.intervals[&pg].acting, up);
+        assert_ne!(map.intervals[&pg].up, up);
+        map.apply(&MapCommand::OsdIn { ids: vec![up[2]], now_secs: 7 }).unwrap();
+        assert!(map.pg_temp.is_empty());
+        assert_eq!(map.intervals[&pg].up, up);
+        assert_eq!(map.intervals[&pg].acting, up);
+    }
+
+    #[test]
+    fn clear_is_refused_when_up_changed() {
+        let mut map = cluster();
+        let (pg, temp) = remap(&map);
+        map.apply(&MapCommand::PgTemp { pg, acting: temp.clone(), now_secs: 4 }).unwrap();
+        let up = map.intervals[&pg].up.clone();
+        // A change of up alone starts a new interval (the primary's backfill targets changed).
+        let since = map.intervals[&pg].since;
+        map.apply(&MapCommand::OsdOut { ids: vec![up[1]], by_operator: true, now_secs: 5 }).unwrap();
+        let i = map.intervals[&pg].clone();
+        assert_eq!(i.acting, temp);
+        assert_ne!(i.up, up);
+        assert!(i.since > since);
+        let e = map.apply(&MapCommand::PgTempClear { pg, up: up.clone(), now_secs: 6 }).unwrap_err();
+        assert_eq!(e.errno, crate::errno::ESTALE);
+        assert_eq!(map.pg_temp.get(&pg), Some(&temp));
+        // With the current up set it clears, and acting becomes up in a new interval.
+        map.apply(&MapCommand::PgTempClear { pg, up: i.up.clone(), now_secs: 7 }).unwrap();
+        assert!(map.pg_temp.is_empty());
+        assert_eq!(map.intervals[&pg].acting, i.up);
+        assert_eq!(map.intervals[&pg].since, map.epoch);
+    }
+
+    #[test]
+    fn activation_must_name_the_current_up_set_too() {
+        let mut map = cluster();
+        let (pg, temp) = remap(&map);
+        map.apply(&MapCommand::PgTemp { pg, acting: temp, now_secs: 4 }).unwrap();
+        let mut stale = map.intervals[&pg].clone();
+        stale.up = stale.acting.clone();
+        assert!(map.apply(&MapCommand::PgActivated { pg, interval: stale }).is_err());
+        let current = map.intervals[&pg].clone();
+        map.apply(&MapCommand::PgActivated { pg, interval: current.clone() }).unwrap();
+        assert_eq!(map.history[&pg].last_active, current);
+    }
 }

@@ -3,9 +3,14 @@
 
 #![allow(dead_code)]
 
-use cairn_client::Rados;
+use bytes::Bytes;
+use cairn_client::{IoCtx, Rados};
+use rand::{Rng, SeedableRng};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 pub const CAIRN: &str = env!("CARGO_BIN_EXE_cairn");
@@ -159,9 +164,22 @@ impl Cluster {
         }
     }
 
-    /// All PGs reported active+clean with `osds` OSDs up.
+    /// All PGs reported active+clean with `osds` OSDs up, none remapped (no pg_temp entry left,
+    /// every PG's reported acting set equals its up set, so no report from before a remap
+    /// counts).
     pub fn wait_clean(&self, osds: u64, timeout: Duration) {
         self.wait_for("all pgs active+clean", timeout, || {
+            let osd_dump = self.cli(&["osd", "dump", "--format", "json"]);
+            let Ok(d) = serde_json::from_str::<serde_json::Value>(&osd_dump.stdout) else { return false };
+            if !d["pg_temp"].as_array().is_some_and(|t| t.is_empty()) {
+                return false;
+            }
+            let pg_dump = self.cli(&["pg", "dump", "--format", "json"]);
+            let Ok(d) = serde_json::from_str::<serde_json::Value>(&pg_dump.stdout) else { return false };
+            let stats = d["pg_map"]["pg_stats"].as_array().cloned().unwrap_or_default();
+            if stats.iter().any(|p| p["up"] != p["acting"]) {
+                return false;
+            }
             let out = self.cli(&["status", "--format", "json"]);
             let Ok(v) = serde_json::from_str::<serde_json::Value>(&out.stdout) else { return false };
             let pgs = v["pgmap"]["num_pgs"].as_u64().unwrap_or(0);
@@ -207,5 +225,84 @@ impl Drop for Cluster {
             let _ = child.kill();
             let _ = child.wait();
         }
+    }
+}
+
+/// A runtime like the daemons': two worker threads.
+pub fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap()
+}
+
+/// `len` pseudo-random bytes determined by `seed`.
+pub fn payload(seed: u64, len: usize) -> Bytes {
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let mut v = vec![0u8; len];
+    rng.fill(&mut v[..]);
+    Bytes::from(v)
+}
+
+/// Every PG's acting members report identical digests of their content.
+pub fn assert_replicas_identical(c: &Cluster, map: &cairn_types::ClusterMap) {
+    let mut digests: BTreeMap<u32, serde_json::Value> = BTreeMap::new();
+    for id in map.osds.values().filter(|o| o.up).map(|o| o.id) {
+        let out = c.ok(&["daemon", &format!("osd.{id}"), "pg", "digests"]);
+        digests.insert(id, serde_json::from_str(&out).unwrap());
+    }
+    let mut compared = 0;
+    for (pg, interval) in &map.intervals {
+        let key = pg.to_string();
+        let first = &digests[&interval.acting[0]][&key];
+        for m in &interval.acting[1..] {
+            assert_eq!(
+                &digests[m][&key], first,
+                "pg {pg}: osd.{m} differs from primary osd.{}",
+                interval.acting[0]
+            );
+        }
+        compared += 1;
+    }
+    assert!(compared > 0);
+}
+
+/// Waits until every PG is active+clean with `osds` OSDs up; returns the client's map then.
+pub async fn wait_map_settled(rados: &Rados, c: &Cluster, osds: u64) -> Arc<cairn_types::ClusterMap> {
+    let c_clean = || c.wait_clean(osds, Duration::from_secs(120));
+    tokio::task::block_in_place(c_clean);
+    rados.wait_for_newer_map(rados.map().epoch, Duration::from_millis(500)).await;
+    rados.map()
+}
+
+/// The content writer() gives object `w-N`.
+pub fn writer_payload(n: u64) -> Bytes {
+    payload(n, 4096 + (n as usize % 7) * 1000)
+}
+
+/// Writes objects `w-N` in a loop, recording each acknowledged one and the longest gap between
+/// acknowledgements.
+pub async fn writer(
+    io: IoCtx,
+    stop: Arc<AtomicBool>,
+    acked: Arc<Mutex<Vec<u64>>>,
+    max_gap: Arc<Mutex<Duration>>,
+) {
+    let mut last = Instant::now();
+    let mut n = 0u64;
+    while !stop.load(Ordering::Relaxed) {
+        if io.write_full(&format!("w-{n}"), writer_payload(n)).await.is_ok() {
+            acked.lock().unwrap().push(n);
+            let gap = last.elapsed();
+            let mut g = max_gap.lock().unwrap();
+            *g = (*g).max(gap);
+            last = Instant::now();
+        }
+        n += 1;
+    }
+}
+
+/// Every acknowledged `w-N` reads back with its content.
+pub async fn check_acked(io: &IoCtx, acked: &[u64]) {
+    for n in acked {
+        let got = io.read(&format!("w-{n}"), 0, 0).await.unwrap_or_else(|e| panic!("acked w-{n} lost: {e}"));
+        assert!(got == writer_payload(*n), "acked w-{n} has wrong content");
     }
 }

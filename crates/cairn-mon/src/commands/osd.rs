@@ -20,6 +20,8 @@ pub(super) struct OsdCounts {
     pub num: usize,
     pub up: usize,
     pub in_: usize,
+    /// PGs whose acting set is held apart from their up set by a pg_temp entry.
+    pub remapped: usize,
 }
 
 pub(super) fn osd_counts(ctx: &CommandContext) -> OsdCounts {
@@ -28,6 +30,7 @@ pub(super) fn osd_counts(ctx: &CommandContext) -> OsdCounts {
         num: ctx.map.osds.len(),
         up: osds.clone().filter(|o| o.up).count(),
         in_: osds.filter(|o| o.in_cluster).count(),
+        remapped: ctx.map.intervals.values().filter(|i| i.is_remapped()).count(),
     }
 }
 
@@ -39,7 +42,7 @@ pub(super) fn stat(args: &Args, ctx: &CommandContext) -> Result<Plan> {
         args.format(),
         || {
             json!({"epoch": epoch, "num_osds": c.num, "num_up_osds": c.up, "osd_up_since": 0,
-                   "num_in_osds": c.in_, "osd_in_since": 0, "num_remapped_pgs": 0})
+                   "num_in_osds": c.in_, "osd_in_since": 0, "num_remapped_pgs": c.remapped})
         },
         || format!("{} osds: {} up, {} in; epoch: e{epoch}\n", c.num, c.up, c.in_),
     );
@@ -199,6 +202,15 @@ fn dump_plain(map: &ClusterMap) -> String {
         out.push_str(&osd_line(o));
         out.push('\n');
     }
+    if !map.pg_temp.is_empty() {
+        out.push('\n');
+    }
+    for (pg, osds) in &map.pg_temp {
+        out.push_str(&format!(
+            "pg_temp {pg} [{}]\n",
+            osds.iter().map(|i| i.to_string()).collect::<Vec<_>>().join(",")
+        ));
+    }
     out + "\n"
 }
 
@@ -276,7 +288,11 @@ fn dump_json(map: &ClusterMap) -> Value {
         "osd_xinfo": [],
         "pg_upmap": [],
         "pg_upmap_items": [],
-        "pg_temp": [],
+        "pg_temp": map
+            .pg_temp
+            .iter()
+            .map(|(pg, osds)| json!({"pgid": pg.to_string(), "osds": osds}))
+            .collect::<Vec<_>>(),
         "primary_temp": [],
         "blocklist": {},
         "erasure_code_profiles": {},

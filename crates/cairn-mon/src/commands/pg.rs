@@ -38,6 +38,21 @@ impl PgView<'_> {
     pub fn missing(&self) -> u64 {
         self.stat.map_or(0, |s| s.num_objects_missing)
     }
+
+    /// Object copies still to backfill onto up members that are not acting yet (Ceph's
+    /// misplaced: the acting set still has every copy).
+    pub fn misplaced(&self) -> u64 {
+        if self.has("remapped") {
+            self.missing()
+        } else {
+            0
+        }
+    }
+
+    /// Object copies still to recover onto acting members.
+    pub fn degraded(&self) -> u64 {
+        self.missing() - self.misplaced()
+    }
 }
 
 /// Every PG of every pool, in pool then seed order.
@@ -46,11 +61,13 @@ pub(super) fn views<'a>(ctx: &CommandContext<'a>) -> Vec<PgView<'a>> {
     let mut out = Vec::new();
     for pool in map.pools.values() {
         for pg in pool.pgs() {
-            let up = map.interval(pg).map(|i| i.acting.clone()).unwrap_or_default();
+            let up = map.interval(pg).map(|i| i.up.clone()).unwrap_or_default();
             let stat = ctx.pg_stats.get(&pg);
             let (state, acting) = match stat {
                 Some(s) => (effective_state(s, ctx), s.acting.clone()),
-                None => ("unknown".to_string(), up.clone()),
+                None => {
+                    ("unknown".to_string(), map.interval(pg).map(|i| i.acting.clone()).unwrap_or_default())
+                }
             };
             out.push(PgView { pg, pool_size: pool.size, state, up, acting, stat });
         }
@@ -77,6 +94,8 @@ pub(super) struct PgTotals {
     pub num_bytes: u64,
     /// Object copies still to recover, and all object copies (Ceph's degraded ratio).
     pub degraded: u64,
+    /// Object copies still to backfill onto members that are not acting yet.
+    pub misplaced: u64,
     pub copies: u64,
     pub unknown: u64,
     pub active: u64,
@@ -89,7 +108,8 @@ pub(super) fn totals(views: &[PgView]) -> PgTotals {
         *t.by_state.entry(v.state.clone()).or_default() += 1;
         t.num_objects += v.objects();
         t.num_bytes += v.bytes();
-        t.degraded += v.missing();
+        t.degraded += v.degraded();
+        t.misplaced += v.misplaced();
         t.copies += v.objects() * u64::from(v.pool_size);
         t.unknown += u64::from(v.state == "unknown");
         t.active += u64::from(v.has("active"));
@@ -114,6 +134,24 @@ impl PgTotals {
         Some(format!("{}/{} objects degraded ({pct:.3}%)", self.degraded, self.copies))
     }
 
+    /// `1/3 objects misplaced (33.333%)`, when anything is being backfilled.
+    pub fn misplaced_line(&self) -> Option<String> {
+        if self.misplaced == 0 {
+            return None;
+        }
+        let pct = 100.0 * self.misplaced as f64 / self.copies.max(1) as f64;
+        Some(format!("{}/{} objects misplaced ({pct:.3}%)", self.misplaced, self.copies))
+    }
+
+    pub fn misplaced_json(&self, out: &mut serde_json::Map<String, Value>) {
+        if self.misplaced > 0 {
+            out.insert("misplaced_objects".into(), json!(self.misplaced));
+            out.insert("misplaced_total".into(), json!(self.copies));
+            let ratio = self.misplaced as f64 / self.copies.max(1) as f64;
+            out.insert("misplaced_ratio".into(), json!(ratio));
+        }
+    }
+
     pub fn degraded_json(&self, out: &mut serde_json::Map<String, Value>) {
         if self.degraded > 0 {
             out.insert("degraded_objects".into(), json!(self.degraded));
@@ -131,6 +169,7 @@ pub(super) struct PoolSums {
     pub objects: u64,
     pub bytes: u64,
     pub missing: u64,
+    pub misplaced: u64,
     pub log: u64,
 }
 
@@ -142,6 +181,7 @@ pub(super) fn pool_sums(views: &[PgView]) -> BTreeMap<PoolId, PoolSums> {
         s.objects += v.objects();
         s.bytes += v.bytes();
         s.missing += v.missing();
+        s.misplaced += v.misplaced();
         s.log += v.stat.map_or(0, |s| s.log_size);
     }
     out
@@ -166,7 +206,7 @@ fn stat_plain(t: &PgTotals, u: &Usage) -> String {
         bytes(u.avail),
         bytes(u.total)
     );
-    if let Some(line) = t.degraded_line() {
+    for line in t.degraded_line().into_iter().chain(t.misplaced_line()) {
         out.push_str("; ");
         out.push_str(&line);
     }
@@ -184,6 +224,7 @@ fn stat_json(t: &PgTotals, u: &Usage) -> Value {
     summary.insert("total_used_bytes".into(), json!(u.used));
     summary.insert("total_used_raw_bytes".into(), json!(u.used));
     t.degraded_json(&mut summary);
+    t.misplaced_json(&mut summary);
     json!({"pg_ready": true, "pg_summary": summary})
 }
 
@@ -194,15 +235,17 @@ pub(super) fn dump(args: &Args, ctx: &CommandContext) -> Result<Plan> {
     reply("dumped all", data)
 }
 
-fn stat_sum(objects: u64, bytes: u64, missing: u64) -> Value {
+/// `missing` counts every copy still to copy; of those, `misplaced` go to members that are not
+/// acting yet (backfill), the rest are degraded.
+fn stat_sum(objects: u64, bytes: u64, missing: u64, misplaced: u64) -> Value {
     json!({
         "num_bytes": bytes,
         "num_objects": objects,
         "num_object_copies": objects,
         "num_objects_missing_on_primary": 0,
         "num_objects_missing": missing,
-        "num_objects_degraded": missing,
-        "num_objects_misplaced": 0,
+        "num_objects_degraded": missing - misplaced,
+        "num_objects_misplaced": misplaced,
         "num_objects_unfound": 0,
     })
 }
@@ -216,7 +259,7 @@ fn pg_json(v: &PgView) -> Value {
         "version": version,
         "reported_epoch": reported_epoch,
         "state": v.state,
-        "stat_sum": stat_sum(v.objects(), v.bytes(), v.missing()),
+        "stat_sum": stat_sum(v.objects(), v.bytes(), v.missing(), v.misplaced()),
         "up": v.up,
         "acting": v.acting,
         "up_primary": format::primary(&v.up),
@@ -231,7 +274,7 @@ fn dump_json(views: &[PgView], ctx: &CommandContext) -> Value {
     let pools: Vec<Value> = pool_sums(views)
         .iter()
         .map(|(id, s)| {
-            json!({"poolid": id, "num_pg": s.num_pg, "stat_sum": stat_sum(s.objects, s.bytes, s.missing), "log_size": s.log, "ondisk_log_size": s.log})
+            json!({"poolid": id, "num_pg": s.num_pg, "stat_sum": stat_sum(s.objects, s.bytes, s.missing, s.misplaced), "log_size": s.log, "ondisk_log_size": s.log})
         })
         .collect();
     let osds: Vec<Value> = ctx.osd_stats.values().map(osd_stat_json).collect();
@@ -241,7 +284,7 @@ fn dump_json(views: &[PgView], ctx: &CommandContext) -> Value {
         "stamp": format::utime(ctx.now_secs),
         "last_osdmap_epoch": ctx.map.epoch,
         "last_pg_scan": ctx.map.epoch,
-        "pg_stats_sum": {"stat_sum": stat_sum(t.num_objects, t.num_bytes, t.degraded)},
+        "pg_stats_sum": {"stat_sum": stat_sum(t.num_objects, t.num_bytes, t.degraded + t.misplaced, t.misplaced)},
         "osd_stats_sum": {"kb": u.total / 1024, "kb_used": u.used / 1024, "kb_avail": u.avail / 1024,
             "statfs": {"total": u.total, "available": u.avail, "allocated": u.used}},
         "pg_stats": views.iter().map(pg_json).collect::<Vec<_>>(),
@@ -306,8 +349,8 @@ fn pg_table(views: &[PgView]) -> Table {
             v.pg.to_string(),
             v.objects().to_string(),
             "0".into(),
-            v.missing().to_string(),
-            "0".into(),
+            v.degraded().to_string(),
+            v.misplaced().to_string(),
             "0".into(),
             v.bytes().to_string(),
             log.to_string(),
@@ -326,7 +369,8 @@ fn pg_table(views: &[PgView]) -> Table {
 
 fn sums_row(label: String, s: &PoolSums) -> Vec<String> {
     let n = |v: u64| v.to_string();
-    vec![label, n(s.objects), n(0), n(s.missing), n(0), n(0), n(s.bytes), n(s.log), n(s.log)]
+    let degraded = s.missing - s.misplaced;
+    vec![label, n(s.objects), n(0), n(degraded), n(s.misplaced), n(0), n(s.bytes), n(s.log), n(s.log)]
 }
 
 fn pool_table(views: &[PgView]) -> Table {
@@ -348,6 +392,7 @@ fn pool_table(views: &[PgView]) -> Table {
         total.objects += s.objects;
         total.bytes += s.bytes;
         total.missing += s.missing;
+        total.misplaced += s.misplaced;
         total.log += s.log;
     }
     t.row(sums_row("sum".into(), &total));

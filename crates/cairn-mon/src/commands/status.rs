@@ -53,7 +53,11 @@ impl Status<'_> {
             out.push_str(&format!(", out of quorum: {}", out_of.join(", ")));
         }
         let o = &self.osds;
-        out.push_str(&format!("\n    osd: {} osds: {} up, {} in\n", o.num, o.up, o.in_));
+        out.push_str(&format!("\n    osd: {} osds: {} up, {} in", o.num, o.up, o.in_));
+        if o.remapped > 0 {
+            out.push_str(&format!("; {} remapped pgs", o.remapped));
+        }
+        out.push('\n');
         out.push_str(" \n  data:\n");
         out.push_str(&self.data_plain());
         out.push_str(" \n");
@@ -80,6 +84,7 @@ impl Status<'_> {
             lines.push(format!("{:.3}% pgs not active", 100.0 * inactive as f64 / p.num_pgs as f64));
         }
         lines.extend(p.degraded_line());
+        lines.extend(p.misplaced_line());
         let states = p.states_by_count();
         let width = states.iter().map(|(_, n)| n.to_string().len()).max().unwrap_or(1);
         lines.extend(states.iter().map(|(s, n)| format!("{n:<width$} {s}")));
@@ -104,6 +109,7 @@ impl Status<'_> {
             pgmap.insert("unknown_pgs_ratio".into(), json!(p.unknown as f64 / p.num_pgs as f64));
         }
         p.degraded_json(&mut pgmap);
+        p.misplaced_json(&mut pgmap);
         let health = health_json(&self.checks, false);
         json!({
             "fsid": self.ctx.map.fsid,
@@ -120,7 +126,7 @@ impl Status<'_> {
                 "osd_up_since": 0,
                 "num_in_osds": o.in_,
                 "osd_in_since": 0,
-                "num_remapped_pgs": 0,
+                "num_remapped_pgs": o.remapped,
             },
             "pgmap": pgmap,
             "fsmap": {"epoch": 1, "by_rank": [], "up:standby": 0},

@@ -250,7 +250,8 @@ impl MonRaft {
                 .await
                 .map_err(|e| Error::eio(format!("mon store open task failed: {e}")))?
         };
-        let db = opened.map_err(|e| Error::eio(format!("cannot open mon store in {}: {e}", dir.display())))?;
+        let db =
+            opened.map_err(|e| Error::eio(format!("cannot open mon store in {}: {e}", dir.display())))?;
         let db = Arc::new(db);
         let (sm, map_rx) = StateMachine::load(Arc::clone(&db))?;
         let members = Arc::new(members);

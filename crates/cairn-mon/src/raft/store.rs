@@ -42,8 +42,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use tokio::sync::watch;
 
-/// Version byte leading every record this module writes.
-pub(crate) const RECORD_VERSION: u8 = 1;
+/// Version byte leading every record this module writes. Version 2: `ClusterMap` gained
+/// `pg_temp` and `PgInterval` gained `up` (background backfill). Version 1 records are not
+/// migrated (no cluster with them exists outside tests); they are refused with a clear error.
+pub(crate) const RECORD_VERSION: u8 = 2;
 /// Name of the database file inside the mon's data directory.
 pub const DB_FILE_NAME: &str = "mon.redb";
 
@@ -107,13 +109,17 @@ pub(crate) fn encode_record<T: Serialize + ?Sized>(
         .map_err(|e| StoreError::Encode { what, detail: e.to_string() })
 }
 
-/// Decodes a record written by [`encode_record`]. Only version 1 exists so far; a later version
-/// adds a match arm that reads the old layout and migrates it.
+/// Decodes a record written by [`encode_record`]. A later version adds a match arm that reads
+/// the old layout and migrates it.
 pub(crate) fn decode_record<T: DeserializeOwned>(what: &'static str, bytes: &[u8]) -> Result<T, StoreError> {
     match bytes.split_first() {
         Some((&RECORD_VERSION, body)) => {
             postcard::from_bytes(body).map_err(|e| StoreError::Corrupt { what, detail: e.to_string() })
         }
+        Some((1, _)) => Err(StoreError::Corrupt {
+            what,
+            detail: "version 1 (written before pg_temp; this mon store cannot be migrated)".into(),
+        }),
         Some((v, _)) => Err(StoreError::Corrupt { what, detail: format!("unknown version {v}") }),
         None => Err(StoreError::Corrupt { what, detail: "empty record".into() }),
     }

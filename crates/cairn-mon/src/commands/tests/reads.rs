@@ -373,3 +373,39 @@ fn pgs_of_a_down_primary_turn_stale() {
     let v = f.json(json!({"prefix": "pg dump", "format": "json"}));
     assert_eq!(v["pg_map"]["pg_stats"][0]["state"], "stale+active+clean");
 }
+
+#[test]
+fn pgs_backfilling_under_pg_temp_are_remapped_and_misplaced() {
+    let mut f = Fixture::new();
+    let pg = PgId { pool: 1, seed: 3 };
+    let up = f.map.intervals[&pg].up.clone();
+    let temp = vec![up[1], up[0], up[2]];
+    f.apply(MapCommand::PgTemp { pg, acting: temp.clone(), now_secs: T0 });
+    f.report(pg, "active+remapped+backfilling", 2);
+
+    let out = f.text(json!({"prefix": "status"}));
+    assert!(out.contains("    osd: 3 osds: 3 up, 3 in; 1 remapped pgs\n"), "{out}");
+    assert!(out.contains("2/48 objects misplaced (4.167%)"), "{out}");
+    assert!(!out.contains("degraded"), "{out}");
+    let v = f.json(json!({"prefix": "status", "format": "json"}));
+    assert_eq!(v["osdmap"]["num_remapped_pgs"], 1);
+    assert_eq!(v["pgmap"]["misplaced_objects"], 2);
+    assert!(v["pgmap"].get("degraded_objects").is_none());
+
+    let v = f.json(json!({"prefix": "osd dump", "format": "json"}));
+    assert_eq!(v["pg_temp"], json!([{"pgid": "1.3", "osds": temp}]));
+    let out = f.text(json!({"prefix": "osd dump"}));
+    assert!(out.contains(&format!("\npg_temp 1.3 [{},{},{}]\n", temp[0], temp[1], temp[2])), "{out}");
+
+    let v = f.json(json!({"prefix": "pg dump", "format": "json"}));
+    let p = &v["pg_map"]["pg_stats"][3];
+    assert_eq!(p["state"], "active+remapped+backfilling");
+    assert_eq!(p["up"], json!(up));
+    assert_eq!(p["acting"], json!(temp));
+    assert_eq!(
+        (p["up_primary"].as_u64(), p["acting_primary"].as_u64()),
+        (Some(up[0] as u64), Some(temp[0] as u64))
+    );
+    assert_eq!(p["stat_sum"]["num_objects_misplaced"], 2);
+    assert_eq!(p["stat_sum"]["num_objects_degraded"], 0);
+}
