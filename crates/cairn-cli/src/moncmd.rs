@@ -49,24 +49,17 @@ struct Sig {
 
 const DETAIL: Ty = Ty::Choices(&["detail"]);
 const POOL_SET_VARS: &[&str] = &["size", "min_size", "pg_num", "pgp_num"];
-const POOL_GET_VARS: &[&str] = &[
-    "size",
-    "min_size",
-    "pg_num",
-    "pgp_num",
-    "crush_rule",
-    "hashpspool",
-    "nodelete",
-    "nopgchange",
-    "nosizechange",
-    "write_fadvise_dontneed",
-    "noscrub",
-    "nodeep-scrub",
-    "fast_read",
-    "pg_autoscale_mode",
-    "bulk",
-    "all",
-];
+/// Every variable `osd pool get` answers, and `all`.
+const POOL_GET_VARS: &[&str] = &{
+    let mut all = [""; cairn_types::map::POOL_GET_VARS.len() + 1];
+    let mut i = 0;
+    while i < cairn_types::map::POOL_GET_VARS.len() {
+        all[i] = cairn_types::map::POOL_GET_VARS[i];
+        i += 1;
+    }
+    all[i] = "all";
+    all
+};
 const POOL_DELETE_ARGS: &[ArgDesc] = &[
     req("pool", Ty::Pool),
     opt("pool2", Ty::Pool),

@@ -7,6 +7,25 @@ use crate::placement::{self, Candidate, FailureDomain};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 
+/// Variables `osd pool get` answers, in Ceph's order (shared by the mon and the CLI parser).
+pub const POOL_GET_VARS: [&str; 15] = [
+    "size",
+    "min_size",
+    "pg_num",
+    "pgp_num",
+    "crush_rule",
+    "hashpspool",
+    "nodelete",
+    "nopgchange",
+    "nosizechange",
+    "write_fadvise_dontneed",
+    "noscrub",
+    "nodeep-scrub",
+    "fast_read",
+    "pg_autoscale_mode",
+    "bulk",
+];
+
 /// Largest pg_num a pool may have (Ceph's `mon_max_pool_pg_num`).
 pub const MAX_PG_NUM: u32 = 65536;
 /// Largest replica count.

@@ -176,24 +176,7 @@ pub(super) fn set(args: &Args, ctx: &CommandContext) -> Result<Plan> {
     Ok(Plan::Propose(cmd))
 }
 
-/// Variables `osd pool get` answers, in Ceph's order.
-const GET_VARS: [&str; 15] = [
-    "size",
-    "min_size",
-    "pg_num",
-    "pgp_num",
-    "crush_rule",
-    "hashpspool",
-    "nodelete",
-    "nopgchange",
-    "nosizechange",
-    "write_fadvise_dontneed",
-    "noscrub",
-    "nodeep-scrub",
-    "fast_read",
-    "pg_autoscale_mode",
-    "bulk",
-];
+use cairn_types::map::POOL_GET_VARS as GET_VARS;
 
 /// One variable as (plain text, JSON value).
 fn get_var(p: &Pool, var: &str) -> (String, Value) {
