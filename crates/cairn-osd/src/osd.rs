@@ -10,6 +10,9 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+/// How often an OSD reports PG states and usage to the mon leader.
+const STATS_INTERVAL: Duration = Duration::from_secs(2);
+
 #[derive(Debug, Clone)]
 pub struct OsdConfig {
     pub id: OsdId,
@@ -57,6 +60,8 @@ pub struct Osd {
     /// Heartbeats get their own connections, so data traffic never delays them.
     pub hb_peers: ConnPool,
     pub leases: crate::lease::Leases,
+    /// Wakes the stats reporter after a PG changed state, so `cairn -s` catches up at once.
+    pub stats_now: tokio::sync::Notify,
     /// Background backfills this OSD leads at once (`backfill::MAX_BACKFILLS`).
     pub backfill_slots: tokio::sync::Semaphore,
     pgs: Mutex<HashMap<PgId, Arc<Pg>>>,
@@ -85,6 +90,7 @@ pub async fn run(
         peers: ConnPool::new(net.clone()),
         hb_peers: ConnPool::new(net),
         leases: crate::lease::Leases::new(cfg.read_lease),
+        stats_now: tokio::sync::Notify::new(),
         backfill_slots: tokio::sync::Semaphore::new(crate::backfill::MAX_BACKFILLS),
         pgs: Mutex::new(HashMap::new()),
         removing: Arc::default(),
@@ -312,11 +318,14 @@ impl Osd {
     /// Reports PG states and usage to the mon leader every few seconds.
     async fn report_stats(self: Arc<Self>) {
         loop {
-            tokio::time::sleep(Duration::from_secs(2)).await;
+            // Every few seconds, and soon after a PG changes state (batched for 100 ms).
+            if tokio::time::timeout(STATS_INTERVAL, self.stats_now.notified()).await.is_ok() {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
             let map = self.map();
             let pgs: Vec<PgStat> = {
                 let table = self.pgs.lock().expect("pgs lock");
-                table.values().filter_map(|pg| pg_stat(pg, map.epoch)).collect()
+                table.values().filter_map(|pg| pg_stat(pg, &map)).collect()
             };
             let used = self.store.used_bytes().unwrap_or(0);
             let osd_stat = OsdStat {
@@ -332,10 +341,15 @@ impl Osd {
     }
 }
 
-fn pg_stat(pg: &Pg, epoch: u64) -> Option<PgStat> {
+fn pg_stat(pg: &Pg, map: &ClusterMap) -> Option<PgStat> {
     let st = pg.lock();
     let interval = st.interval.as_ref()?;
+    let size = map.pools.get(&pg.id.pool).map_or(0, |p| p.size as usize);
     let state = match st.phase {
+        Phase::Active if interval.acting.len() < size && st.objects_missing > 0 => {
+            "active+undersized+degraded+recovering".to_string()
+        }
+        Phase::Active if interval.acting.len() < size => "active+undersized+degraded".to_string(),
         Phase::Active if interval.is_remapped() => match st.backfill {
             Backfill::Running => "active+remapped+backfilling".to_string(),
             Backfill::Waiting => "active+remapped+backfill_wait".to_string(),
@@ -359,7 +373,7 @@ fn pg_stat(pg: &Pg, epoch: u64) -> Option<PgStat> {
         num_bytes: st.num_bytes,
         num_objects_missing: st.objects_missing,
         log_size: st.log.len() as u64,
-        reported_epoch: epoch,
+        reported_epoch: map.epoch,
     })
 }
 

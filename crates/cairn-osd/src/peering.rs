@@ -356,6 +356,7 @@ async fn activate(
         st.objects_missing = 0;
     }
     pg.activated.send_replace(generation);
+    osd.stats_now.notify_one();
     tracing::info!(pg = %pg.id, acting = ?interval.acting, since = interval.since, "active");
     if interval.is_remapped() {
         tokio::spawn(crate::backfill::run(osd.clone(), pg.clone(), generation));

@@ -63,7 +63,17 @@ pub(super) fn views<'a>(ctx: &CommandContext<'a>) -> Vec<PgView<'a>> {
         for pg in pool.pgs() {
             let up = map.interval(pg).map(|i| i.up.clone()).unwrap_or_default();
             let stat = ctx.pg_stats.get(&pg);
+            let current = map.interval(pg);
             let (state, acting) = match stat {
+                // A report from an earlier interval whose primary is still up: the new
+                // interval's primary has not reported yet, so as far as anyone knows the PG is
+                // peering. (A report whose primary is down reads `stale+…`, as in Ceph.)
+                Some(s)
+                    if current.is_some_and(|i| i.since != s.interval_since)
+                        && !effective_state(s, ctx).starts_with("stale") =>
+                {
+                    ("peering".to_string(), current.map(|i| i.acting.clone()).unwrap_or_default())
+                }
                 Some(s) => (effective_state(s, ctx), s.acting.clone()),
                 None => {
                     ("unknown".to_string(), map.interval(pg).map(|i| i.acting.clone()).unwrap_or_default())

@@ -88,7 +88,8 @@ pub(super) fn lspools(args: &Args, ctx: &CommandContext) -> Result<Plan> {
     let data = render(
         args.format(),
         || json!(pools.clone().map(|p| json!({"poolnum": p.id, "poolname": p.name})).collect::<Vec<_>>()),
-        || pools.clone().map(|p| format!("{} {}\n", p.id, p.name)).collect(),
+        // `1 volumes,2 images,` as the guides show it (Ceph before Luminous).
+        || pools.clone().map(|p| format!("{} {},", p.id, p.name)).collect::<String>() + "\n",
     );
     reply("", data)
 }

@@ -212,7 +212,7 @@ fn pool_listings() {
     assert!(detail.contains("\npool 2 'images' replicated size 3 min_size 2 crush_rule 0 object_hash rjenkins pg_num 4 pgp_num 4 "), "{detail}");
     let v = f.json(json!({"prefix": "osd pool ls", "detail": "detail", "format": "json"}));
     assert_eq!((v[1]["pool_id"].as_u64(), v[1]["pool_name"].as_str()), (Some(2), Some("images")));
-    assert_eq!(f.text(json!({"prefix": "osd lspools"})), "1 volumes\n2 images\n");
+    assert_eq!(f.text(json!({"prefix": "osd lspools"})), "1 volumes,2 images,\n");
     assert_eq!(
         f.json(json!({"prefix": "osd lspools", "format": "json"})),
         json!([{"poolnum": 1, "poolname": "volumes"}, {"poolnum": 2, "poolname": "images"}])
