@@ -272,11 +272,16 @@ pub async fn serve<H: Handler>(listener: impl Listener, handler: Arc<H>) {
     }
 }
 
+/// One address's connection; its lock is held while connecting, so callers for the same
+/// address share one connection (and its ordering) while other addresses are not held up by a
+/// slow or dead peer.
+type Slot = Arc<tokio::sync::Mutex<Option<Conn>>>;
+
 /// Reuses one connection per address, reconnecting when it has dropped.
 #[derive(Clone)]
 pub struct ConnPool {
     net: Arc<dyn Network>,
-    conns: Arc<tokio::sync::Mutex<HashMap<String, Conn>>>,
+    conns: Arc<Mutex<HashMap<String, Slot>>>,
 }
 
 /// A pool over real TCP.
@@ -297,14 +302,13 @@ impl ConnPool {
     }
 
     pub async fn get(&self, addr: &str) -> Result<Conn> {
-        let mut conns = self.conns.lock().await;
-        if let Some(c) = conns.get(addr) {
-            if !c.is_closed() {
-                return Ok(c.clone());
-            }
+        let slot = self.conns.lock().expect("conn pool lock").entry(addr.to_string()).or_default().clone();
+        let mut slot = slot.lock().await;
+        if let Some(c) = slot.as_ref().filter(|c| !c.is_closed()) {
+            return Ok(c.clone());
         }
         let c = Conn::connect(&*self.net, addr).await?;
-        conns.insert(addr.to_string(), c.clone());
+        *slot = Some(c.clone());
         Ok(c)
     }
 
@@ -321,6 +325,6 @@ impl ConnPool {
     }
 
     pub async fn forget(&self, addr: &str) {
-        self.conns.lock().await.remove(addr);
+        self.conns.lock().expect("conn pool lock").remove(addr);
     }
 }
