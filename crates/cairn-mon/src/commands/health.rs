@@ -282,7 +282,7 @@ fn pool_checks(ctx: &CommandContext, views: &[PgView], checks: &mut HealthChecks
     }
 }
 
-const APP_TIP: &str = "use 'ceph osd pool application enable <pool-name> <app-name>', where <app-name> is 'cephfs', 'rbd', 'rgw', or freeform for custom applications.";
+const APP_TIP: &str = "use 'cairn osd pool application enable <pool-name> <app-name>', where <app-name> is 'cephfs', 'rbd', 'rgw', or freeform for custom applications.";
 
 /// Ceph's `health` JSON object: status, checks (with details when asked), mutes.
 pub(super) fn health_json(checks: &HealthChecks, detail: bool) -> Value {

@@ -122,7 +122,7 @@ fn pool_without_application() {
     f.report_all("active+clean");
     let detail = detail_text(&f);
     assert!(detail.starts_with("HEALTH_WARN application not enabled on 1 pool(s)\n"), "{detail}");
-    assert!(detail.contains("[WRN] POOL_APP_NOT_ENABLED: application not enabled on 1 pool(s)\n    application not enabled on pool 'images'\n    use 'ceph osd pool application enable <pool-name> <app-name>', where <app-name> is 'cephfs', 'rbd', 'rgw', or freeform for custom applications.\n"), "{detail}");
+    assert!(detail.contains("[WRN] POOL_APP_NOT_ENABLED: application not enabled on 1 pool(s)\n    application not enabled on pool 'images'\n    use 'cairn osd pool application enable <pool-name> <app-name>', where <app-name> is 'cephfs', 'rbd', 'rgw', or freeform for custom applications.\n"), "{detail}");
     f.exec(json!({"prefix": "osd pool application enable", "pool": "images", "app": "rbd"})).unwrap();
     assert_eq!(health_text(&f), "HEALTH_OK\n");
 }
