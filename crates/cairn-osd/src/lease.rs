@@ -78,11 +78,11 @@ impl Leases {
         }
     }
 
-    /// Waits until every lease granted to `to` at an epoch before `epoch` has expired, and — if
-    /// `held_before_start` (this OSD had the PG before it started, so it may have granted leases
-    /// it has forgotten) — until a lease has passed since this OSD started.
-    pub async fn wait_expired(&self, to: Option<OsdId>, epoch: Epoch, held_before_start: bool) {
-        let restart_gate = if held_before_start { self.started + self.duration } else { self.started };
+    /// Waits until every lease granted to `to` at an epoch before `epoch` has expired, and until
+    /// a lease has passed since this OSD started (it may have granted leases before a restart and
+    /// forgotten them).
+    pub async fn wait_expired(&self, to: Option<OsdId>, epoch: Epoch) {
+        let restart_gate = self.started + self.duration;
         let until = to
             .and_then(|to| {
                 let g = self.granted.lock().expect("lease lock");
@@ -109,7 +109,7 @@ mod tests {
         assert_eq!(l.check_held(2, 10), Err(NoLease::Lapsed), "holder's share ends first");
         // The grantor still honours its promise at this point.
         let start = Instant::now();
-        l.wait_expired(Some(1), 11, true).await;
+        l.wait_expired(Some(1), 11).await;
         assert!(start.elapsed() >= Duration::from_millis(299));
     }
 
@@ -119,11 +119,11 @@ mod tests {
         tokio::time::advance(Duration::from_secs(5)).await; // past the restart gate
         l.grant(1, 12);
         let start = Instant::now();
-        l.wait_expired(Some(1), 12, true).await;
+        l.wait_expired(Some(1), 12).await;
         assert_eq!(start.elapsed(), Duration::ZERO, "a grant at the new interval's epoch does not count");
         l.grant(1, 11);
         l.revoke(1);
-        l.wait_expired(Some(1), 12, true).await;
+        l.wait_expired(Some(1), 12).await;
         assert_eq!(start.elapsed(), Duration::ZERO);
     }
 }

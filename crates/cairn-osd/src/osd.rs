@@ -154,7 +154,7 @@ impl Osd {
     fn load_pgs(&self) -> Result<()> {
         let mut pgs = self.pgs.lock().expect("pgs lock");
         for id in self.store.list_pgs()? {
-            pgs.insert(id, Arc::new(Pg::load(&*self.store, id, true)?));
+            pgs.insert(id, Arc::new(Pg::load(&*self.store, id)?));
         }
         tracing::info!(count = pgs.len(), "loaded pgs");
         Ok(())
@@ -175,11 +175,8 @@ impl Osd {
             return Ok(pg.clone());
         }
         let removal_pending = self.removing.lock().expect("removing lock").contains_key(&id);
-        let pg = if removal_pending {
-            Arc::new(Pg::empty(id))
-        } else {
-            Arc::new(Pg::load(&*self.store, id, false)?)
-        };
+        let pg =
+            if removal_pending { Arc::new(Pg::empty(id)) } else { Arc::new(Pg::load(&*self.store, id)?) };
         pgs.insert(id, pg.clone());
         Ok(pg)
     }

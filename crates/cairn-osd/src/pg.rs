@@ -64,8 +64,6 @@ pub struct PgState {
 
 pub struct Pg {
     pub id: PgId,
-    /// Found in the store when the OSD started (rather than created since).
-    pub loaded_from_disk: bool,
     pub state: Mutex<PgState>,
     /// Wakes requests waiting for the PG to become active (value: generation).
     pub activated: watch::Sender<u64>,
@@ -75,7 +73,7 @@ pub struct Pg {
 
 impl Pg {
     /// Loads the PG's info and log from the store (empty for a new PG).
-    pub fn load(store: &dyn ObjectStore, id: PgId, loaded_from_disk: bool) -> Result<Pg> {
+    pub fn load(store: &dyn ObjectStore, id: PgId) -> Result<Pg> {
         let info = match store.pg_meta(id, INFO_KEY)? {
             Some(bytes) => decode_info(&bytes)?,
             None => PgInfo::default(),
@@ -84,20 +82,19 @@ impl Pg {
         for (_, bytes) in store.log_entries(id, Version::default())? {
             log.push_back(decode_entry(&bytes)?);
         }
-        Ok(Pg::from_parts(id, loaded_from_disk, info, log))
+        Ok(Pg::from_parts(id, info, log))
     }
 
     /// A PG this OSD holds nothing of.
     pub fn empty(id: PgId) -> Pg {
-        Pg::from_parts(id, false, PgInfo::default(), VecDeque::new())
+        Pg::from_parts(id, PgInfo::default(), VecDeque::new())
     }
 
-    fn from_parts(id: PgId, loaded_from_disk: bool, info: PgInfo, log: VecDeque<LogEntry>) -> Pg {
+    fn from_parts(id: PgId, info: PgInfo, log: VecDeque<LogEntry>) -> Pg {
         let reqids = log.iter().map(|e| (e.reqid, e.version)).collect();
         let (activated, _) = watch::channel(0);
         Pg {
             id,
-            loaded_from_disk,
             state: Mutex::new(PgState {
                 interval: None,
                 phase: Phase::Stray,

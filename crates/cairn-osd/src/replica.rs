@@ -77,7 +77,7 @@ impl Osd {
         // stopped, or until the lease expired (a whole lease after this OSD started, if it
         // started since: it forgot what it granted before).
         if let Some((reader, since)) = lease_reader(&map, pgid, self.id) {
-            let expired = self.leases.wait_expired(Some(reader), since, true);
+            let expired = self.leases.wait_expired(Some(reader), since);
             let stopped = self.reads_stopped(reader, pgid, since);
             tokio::select! {
                 _ = expired => {}

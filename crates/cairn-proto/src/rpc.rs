@@ -297,10 +297,6 @@ impl ConnPool {
         ConnPool { net, conns: Arc::default() }
     }
 
-    pub fn network(&self) -> &Arc<dyn Network> {
-        &self.net
-    }
-
     pub async fn get(&self, addr: &str) -> Result<Conn> {
         let slot = self.conns.lock().expect("conn pool lock").entry(addr.to_string()).or_default().clone();
         let mut slot = slot.lock().await;

@@ -331,26 +331,36 @@ fn dump_plain(views: &[PgView], ctx: &CommandContext) -> String {
     out
 }
 
+/// The count columns `pg dump` shows per PG and per pool, in Ceph's order.
+const COUNT_COLUMNS: &[(&str, Align, Align)] = &[
+    ("OBJECTS", Align::Left, Align::Right),
+    ("MISSING_ON_PRIMARY", Align::Left, Align::Right),
+    ("DEGRADED", Align::Left, Align::Right),
+    ("MISPLACED", Align::Left, Align::Right),
+    ("UNFOUND", Align::Left, Align::Right),
+    ("BYTES", Align::Left, Align::Right),
+    ("LOG", Align::Left, Align::Right),
+    ("DISK_LOG", Align::Left, Align::Right),
+];
+
 fn pg_table(views: &[PgView]) -> Table {
     use Align::{Left as L, Right as R};
-    let mut t = Table::new(&[
-        ("PG_STAT", L, L),
-        ("OBJECTS", L, R),
-        ("MISSING_ON_PRIMARY", L, R),
-        ("DEGRADED", L, R),
-        ("MISPLACED", L, R),
-        ("UNFOUND", L, R),
-        ("BYTES", L, R),
-        ("LOG", L, R),
-        ("DISK_LOG", L, R),
-        ("STATE", L, L),
-        ("VERSION", L, R),
-        ("REPORTED", L, R),
-        ("UP", L, L),
-        ("UP_PRIMARY", L, R),
-        ("ACTING", L, L),
-        ("ACTING_PRIMARY", L, R),
-    ]);
+    let mut t = Table::new(
+        &[
+            &[("PG_STAT", L, L)][..],
+            COUNT_COLUMNS,
+            &[
+                ("STATE", L, L),
+                ("VERSION", L, R),
+                ("REPORTED", L, R),
+                ("UP", L, L),
+                ("UP_PRIMARY", L, R),
+                ("ACTING", L, L),
+                ("ACTING_PRIMARY", L, R),
+            ],
+        ]
+        .concat(),
+    );
     for v in views {
         let (version, reported, log) = v
             .stat
@@ -384,18 +394,8 @@ fn sums_row(label: String, s: &PoolSums) -> Vec<String> {
 }
 
 fn pool_table(views: &[PgView]) -> Table {
-    use Align::{Left as L, Right as R};
-    let mut t = Table::new(&[
-        ("POOLID", L, L),
-        ("OBJECTS", L, R),
-        ("MISSING_ON_PRIMARY", L, R),
-        ("DEGRADED", L, R),
-        ("MISPLACED", L, R),
-        ("UNFOUND", L, R),
-        ("BYTES", L, R),
-        ("LOG", L, R),
-        ("DISK_LOG", L, R),
-    ]);
+    use Align::Left as L;
+    let mut t = Table::new(&[&[("POOLID", L, L)][..], COUNT_COLUMNS].concat());
     let mut total = PoolSums::default();
     for (id, s) in pool_sums(views) {
         t.row(sums_row(id.to_string(), &s));
