@@ -2,7 +2,8 @@
 
 use crate::Rados;
 use bytes::Bytes;
-use cairn_proto::{ObjOp, OpOut};
+use cairn_proto::cls::ClsCall;
+use cairn_proto::{ObjOp, OpOut, SnapContext, SnapList};
 use cairn_types::{Error, ObjectId, PoolId, Result};
 
 #[derive(Clone)]
@@ -11,6 +12,10 @@ pub struct IoCtx {
     pub pool: PoolId,
     pub pool_name: String,
     pub namespace: String,
+    /// Writes carry this (librados' `selfmanaged_snap_set_write_ctx`).
+    pub snapc: SnapContext,
+    /// Reads see this snapshot (librados' `snap_set_read`); `None` = the head.
+    pub read_snap: Option<u64>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -21,7 +26,18 @@ pub struct ObjectStat {
 
 impl IoCtx {
     pub fn new(rados: Rados, pool: PoolId, pool_name: String) -> Self {
-        IoCtx { rados, pool, pool_name, namespace: String::new() }
+        IoCtx {
+            rados,
+            pool,
+            pool_name,
+            namespace: String::new(),
+            snapc: SnapContext::default(),
+            read_snap: None,
+        }
+    }
+
+    pub fn rados(&self) -> &Rados {
+        &self.rados
     }
 
     fn oid(&self, name: &str) -> ObjectId {
@@ -29,7 +45,40 @@ impl IoCtx {
     }
 
     pub async fn operate(&self, name: &str, ops: Vec<ObjOp>) -> Result<Vec<OpOut>> {
-        self.rados.operate(self.pool, &self.oid(name), ops).await
+        self.rados.operate_snap(self.pool, &self.oid(name), ops, &self.snapc, self.read_snap).await
+    }
+
+    /// Runs an object-class method; its output bytes (empty for most writes).
+    pub async fn call(&self, name: &str, call: ClsCall) -> Result<Bytes> {
+        match self.one(name, ObjOp::Call(call)).await? {
+            OpOut::Data(d) => Ok(d),
+            _ => Ok(Bytes::new()),
+        }
+    }
+
+    /// The object's clones and head (`rados listsnaps`).
+    pub async fn list_snaps(&self, name: &str) -> Result<SnapList> {
+        match self.one(name, ObjOp::ListSnaps).await? {
+            OpOut::Snaps(s) => Ok(s),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Allocates a self-managed snapshot id from the mons (librados'
+    /// `selfmanaged_snap_create`).
+    pub async fn selfmanaged_snap_create(&self) -> Result<u64> {
+        let cmd = serde_json::json!({"prefix": "osd pool selfmanaged-snap create", "pool": self.pool_name});
+        let reply = self.rados.mon_command_ok(&cmd).await?;
+        let text = String::from_utf8_lossy(&reply.data);
+        text.trim().parse().map_err(|_| Error::eio(format!("mon answered snap create with '{text}'")))
+    }
+
+    /// Releases a self-managed snapshot id: the OSDs trim the clones only it needed.
+    pub async fn selfmanaged_snap_remove(&self, snap: u64) -> Result<()> {
+        let cmd = serde_json::json!({
+            "prefix": "osd pool selfmanaged-snap rm", "pool": self.pool_name, "snapid": snap
+        });
+        self.rados.mon_command_ok(&cmd).await.map(drop)
     }
 
     async fn one(&self, name: &str, op: ObjOp) -> Result<OpOut> {

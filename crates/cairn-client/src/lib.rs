@@ -8,7 +8,7 @@ pub use ioctx::{IoCtx, ObjectStat};
 
 use bytes::Bytes;
 use cairn_proto::monc::MonClient;
-use cairn_proto::{ConnPool, Message, Network, ObjOp, OpOut, ReqId};
+use cairn_proto::{ConnPool, Message, Network, ObjOp, OpOut, ReqId, SnapContext};
 use cairn_types::conf::Conf;
 use cairn_types::{errno, ClusterMap, Error, ObjectId, Result};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -99,6 +99,18 @@ impl Rados {
         self.inner.monc.map()
     }
 
+    /// This client's instance id (Ceph's global id): names it as a lock owner and watcher.
+    pub fn client_id(&self) -> u64 {
+        self.inner.client_id
+    }
+
+    /// An IoCtx for pool `id`.
+    pub fn ioctx_by_id(&self, id: cairn_types::PoolId) -> Result<IoCtx> {
+        let map = self.map();
+        let p = map.pools.get(&id).ok_or_else(|| Error::enoent(format!("pool {id} does not exist")))?;
+        Ok(IoCtx::new(self.clone(), p.id, p.name.clone()))
+    }
+
     pub fn monc(&self) -> &MonClient {
         &self.inner.monc
     }
@@ -111,6 +123,15 @@ impl Rados {
             Message::Error(e) => Err(e),
             other => Err(Error::eio(format!("unexpected mon reply {other:?}"))),
         }
+    }
+
+    /// [`Rados::mon_command`], with a non-zero return code as the error.
+    pub async fn mon_command_ok(&self, json: &serde_json::Value) -> Result<MonReply> {
+        let reply = self.mon_command(json).await?;
+        if reply.rc != 0 {
+            return Err(Error::new(reply.rc, reply.status));
+        }
+        Ok(reply)
     }
 
     /// Sends an admin command to a daemon's address, answering JSON text.
@@ -132,6 +153,18 @@ impl Rados {
     /// Runs a compound op on one object, resending until it succeeds, fails for a reason that
     /// resending cannot fix, or the op timeout passes.
     pub async fn operate(&self, pool: u32, oid: &ObjectId, ops: Vec<ObjOp>) -> Result<Vec<OpOut>> {
+        self.operate_snap(pool, oid, ops, &SnapContext::default(), None).await
+    }
+
+    /// [`Rados::operate`] with a snapshot context (writes) or a snapshot to read at.
+    pub async fn operate_snap(
+        &self,
+        pool: u32,
+        oid: &ObjectId,
+        ops: Vec<ObjOp>,
+        snapc: &SnapContext,
+        snap: Option<u64>,
+    ) -> Result<Vec<OpOut>> {
         oid.validate()?;
         let reqid =
             ReqId { client: self.inner.client_id, tid: self.inner.next_tid.fetch_add(1, Ordering::Relaxed) };
@@ -154,7 +187,15 @@ impl Rados {
                 self.wait_for_newer_map(map.epoch, Duration::from_secs(1)).await;
                 continue;
             };
-            let msg = Message::OsdOp { pg, oid: oid.clone(), epoch: map.epoch, reqid, ops: ops.clone() };
+            let msg = Message::OsdOp {
+                pg,
+                oid: oid.clone(),
+                epoch: map.epoch,
+                reqid,
+                ops: ops.clone(),
+                snapc: snapc.clone(),
+                snap,
+            };
             match self.inner.osds.call(&primary.addr, msg, deadline - now).await {
                 Ok(Message::OsdOpReply { result: 0, outs, .. }) => return Ok(outs),
                 Ok(Message::OsdOpReply { result, message, epoch, .. }) if retryable(result) => {

@@ -223,9 +223,10 @@ impl Mon {
                 Message::MonCommandReply { rc: 0, status: out.status, data: Bytes::from(out.data) }
             }
             Ok(Plan::Propose(map_cmd)) => match self.propose(map_cmd.clone()).await {
-                Ok(Ok(status)) => {
-                    let status = commands::applied_status(&map_cmd, &status);
-                    Message::MonCommandReply { rc: 0, status, data: Bytes::new() }
+                Ok(Ok(applied)) => {
+                    let status = commands::applied_status(&map_cmd, &applied);
+                    let data = Bytes::from(commands::applied_data(&map_cmd, &applied));
+                    Message::MonCommandReply { rc: 0, status, data }
                 }
                 Ok(Err(e)) => command_error(e),
                 Err(not_leader) => not_leader,

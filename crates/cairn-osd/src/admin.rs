@@ -23,9 +23,23 @@ impl Osd {
         self.wait_for_epoch(epoch, std::time::Duration::from_secs(2)).await;
         self.active_primary_pg(pgid).await?;
         let max = max.clamp(1, MAX_LIST_OBJECTS) as usize;
-        let list = self.store.list_objects(pgid, start_after.as_ref(), max)?;
-        let done = list.len() < max;
-        Ok(Message::PgListReply { objects: list.into_iter().map(|(o, _)| o).collect(), done })
+        // Clones and whiteouts (removed heads kept for snapshots) are not objects to clients;
+        // keep scanning past them so a page is empty only at the end.
+        let mut after = start_after;
+        let mut objects = Vec::new();
+        loop {
+            let list = self.store.list_objects(pgid, after.as_ref(), max)?;
+            let done = list.len() < max;
+            after = list.last().map(|(o, _)| o.clone());
+            for (oid, _) in list {
+                if !crate::ops::is_clone(&oid) && crate::ops::load_head(&*self.store, pgid, &oid)?.exists() {
+                    objects.push(oid);
+                }
+            }
+            if done || !objects.is_empty() {
+                return Ok(Message::PgListReply { objects, done });
+            }
+        }
     }
 
     /// `pg digests`: for every PG held here, its object count and a digest of every object's

@@ -232,7 +232,7 @@ pub async fn scan_all(osd: &Arc<Osd>, pg: &Arc<Pg>, who: OsdId) -> Result<BTreeM
             return Err(Error::eio(format!("osd.{who}: unexpected scan reply")));
         };
         after = objects.last().map(|(o, _)| o.clone());
-        out.extend(objects);
+        out.extend(objects.into_iter().filter(|(o, _)| !ops::is_clone(o)));
         if done || after.is_none() {
             return Ok(out);
         }
@@ -268,7 +268,7 @@ pub async fn push(
     if member == osd.id {
         let mut txn = Transaction::new();
         for (oid, state) in &objects {
-            ops::install_ops(pg.id, oid, state.as_ref(), &mut txn.ops);
+            ops::install_ops(&*osd.store, pg.id, oid, state.as_ref(), &mut txn.ops)?;
         }
         // Only while this interval is still peering here: a superseded peering task must not
         // overwrite objects that a newer, active interval has written since it fetched them.

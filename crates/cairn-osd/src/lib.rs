@@ -5,6 +5,7 @@
 
 mod admin;
 mod backfill;
+pub mod cls;
 mod heartbeat;
 pub mod lease;
 pub mod ops;
@@ -14,5 +15,6 @@ pub mod pg;
 mod primary;
 mod replica;
 mod service;
+mod snaptrim;
 
 pub use osd::{run, Osd, OsdConfig};

@@ -2,7 +2,9 @@
 //! answering reads, and turning mutations into store ops (on every member).
 
 use bytes::Bytes;
-use cairn_proto::{Mutation, ObjOp, OpOut};
+use cairn_proto::{
+    CloneInfo, CloneState, Mutation, ObjOp, OpOut, SnapContext, SnapList, SnapSet, SnapTarget,
+};
 use cairn_store::{ObjectMeta, ObjectStore, Op};
 use cairn_types::{errno, Error, ObjectId, PgId, Result, MAX_OBJECT_SIZE_BYTES, MAX_XATTR_VALUE_BYTES};
 
@@ -15,18 +17,113 @@ pub const MAX_OMAP_ENTRIES_PER_OP: u32 = 4096;
 pub struct Planned {
     pub mutations: Vec<Mutation>,
     pub outs: Vec<OpOut>,
-    /// The object exists after the op.
+    /// The object is stored after the op (for a client it may be a whiteout: removed, but
+    /// kept for its clones).
     pub exists_after: bool,
     pub size_after: u64,
 }
 
-/// Plans a compound op against the object's current state. Reads inside a write op see the state
-/// before the op (as Ceph's do for the common cases).
-pub fn plan(store: &dyn ObjectStore, pg: PgId, oid: &ObjectId, ops: &[ObjOp]) -> Result<Planned> {
+/// What a write needs besides the object: the writer's snapshot context and the pool's removed
+/// snapshots (for trimming).
+pub struct WriteCtx<'a> {
+    pub snapc: &'a SnapContext,
+    /// Ascending.
+    pub removed_snaps: &'a [u64],
+}
+
+static NO_SNAPS: SnapContext = SnapContext { seq: 0, snaps: Vec::new() };
+
+impl WriteCtx<'static> {
+    /// For read-only ops.
+    pub fn none() -> Self {
+        WriteCtx { snapc: &NO_SNAPS, removed_snaps: &[] }
+    }
+}
+
+/// Xattr holding an object's [`SnapSet`] (names starting with NUL are reserved to the OSD).
+pub const SNAPSET_XATTR: &str = "\0snapset";
+/// Xattr marking a head that was removed but whose clones still serve snapshots.
+pub const WHITEOUT_XATTR: &str = "\0whiteout";
+
+/// The object that holds clone `id` of `head`: same PG and name, in a namespace clients cannot
+/// use (it starts with NUL).
+pub fn clone_oid(head: &ObjectId, id: u64) -> ObjectId {
+    ObjectId { namespace: format!("\0{id:016x}\0{}", head.namespace), name: head.name.clone() }
+}
+
+/// The head a clone object belongs to (`None` for a head).
+pub fn head_of_clone(oid: &ObjectId) -> Option<ObjectId> {
+    let rest = oid.namespace.strip_prefix('\0')?;
+    let namespace = rest.get(17..)?.to_string();
+    Some(ObjectId { namespace, name: oid.name.clone() })
+}
+
+/// Whether a stored object is a clone (travels with its head, hidden from listings).
+pub fn is_clone(oid: &ObjectId) -> bool {
+    oid.namespace.starts_with('\0')
+}
+
+/// A head object as stored.
+pub struct Head {
+    pub meta: Option<ObjectMeta>,
+    pub whiteout: bool,
+    pub snapset: SnapSet,
+}
+
+impl Head {
+    /// Whether the object exists for clients.
+    pub fn exists(&self) -> bool {
+        self.meta.is_some() && !self.whiteout
+    }
+}
+
+pub fn load_head(store: &dyn ObjectStore, pg: PgId, oid: &ObjectId) -> Result<Head> {
     let meta = store.stat(pg, oid)?;
-    let mut exists = meta.is_some();
-    let mut size = meta.map_or(0, |m| m.size);
+    if meta.is_none() {
+        return Ok(Head { meta, whiteout: false, snapset: SnapSet::default() });
+    }
+    let xattr = |name: &str| match store.get_xattr(pg, oid, name) {
+        Ok(v) => Ok(Some(v)),
+        Err(e) if e.errno == errno::ENODATA || e.errno == errno::ENOENT => Ok(None),
+        Err(e) => Err(e),
+    };
+    let snapset = match xattr(SNAPSET_XATTR)? {
+        Some(v) => cairn_proto::cls::decode("snapset", &v)?,
+        None => SnapSet::default(),
+    };
+    Ok(Head { meta, whiteout: xattr(WHITEOUT_XATTR)?.is_some(), snapset })
+}
+
+/// Plans a compound op against the object's current state. Reads inside a write op see the state
+/// before the op (as Ceph's do for the common cases). The first write after a snapshot the
+/// object has not seen preserves its data as a clone first (Ceph's `make_writeable`).
+pub fn plan(
+    store: &dyn ObjectStore,
+    pg: PgId,
+    oid: &ObjectId,
+    ops: &[ObjOp],
+    ctx: &WriteCtx,
+) -> Result<Planned> {
+    let head = load_head(store, pg, oid)?;
+    let mut exists = head.exists();
+    let mut size = if exists { head.meta.map_or(0, |m| m.size) } else { 0 };
+    let mut snapset = head.snapset.clone();
     let mut mutations = Vec::new();
+    let writes = ops.iter().any(ObjOp::is_write);
+    if writes {
+        if !ctx.snapc.is_valid() {
+            return Err(Error::einval(format!("invalid snapshot context {:?}", ctx.snapc)));
+        }
+        if ctx.snapc.seq > snapset.seq {
+            let unseen: Vec<u64> = ctx.snapc.snaps.iter().copied().filter(|s| *s > snapset.seq).collect();
+            if let (true, false, Some(meta)) = (exists, unseen.is_empty(), head.meta) {
+                let id = ctx.snapc.seq;
+                mutations.push(Mutation::CloneHead { id });
+                snapset.clones.push(CloneInfo { id, snaps: unseen, size: meta.size, version: meta.version });
+            }
+            snapset.seq = ctx.snapc.seq;
+        }
+    }
     let mut outs = Vec::with_capacity(ops.len());
     for op in ops {
         let out = match op {
@@ -74,16 +171,12 @@ pub fn plan(store: &dyn ObjectStore, pg: PgId, oid: &ObjectId, ops: &[ObjOp]) ->
             }
             ObjOp::Zero { offset, len } => {
                 check_extent(oid, *offset, *len)?;
-                if !exists {
-                    return Err(Error::enoent(format!("object {oid} does not exist")));
-                }
+                require(exists, oid)?;
                 mutations.push(Mutation::Zero { offset: *offset, len: *len });
                 OpOut::None
             }
             ObjOp::Remove => {
-                if !exists {
-                    return Err(Error::enoent(format!("object {oid} does not exist")));
-                }
+                require(exists, oid)?;
                 mutations.push(Mutation::Remove);
                 exists = false;
                 size = 0;
@@ -97,6 +190,7 @@ pub fn plan(store: &dyn ObjectStore, pg: PgId, oid: &ObjectId, ops: &[ObjOp]) ->
             }
             ObjOp::RmXattr { name } => {
                 require(exists, oid)?;
+                check_xattr(name, &Bytes::new())?;
                 store.get_xattr(pg, oid, name)?;
                 mutations.push(Mutation::RmXattr { name: name.clone() });
                 OpOut::None
@@ -121,11 +215,89 @@ pub fn plan(store: &dyn ObjectStore, pg: PgId, oid: &ObjectId, ops: &[ObjOp]) ->
                 mutations.push(Mutation::OmapClear);
                 OpOut::None
             }
+            ObjOp::ListSnaps => OpOut::Snaps(SnapList {
+                seq: head.snapset.seq,
+                clones: head.snapset.clones.clone(),
+                head: head.meta.filter(|_| head.exists()).map(|m| (m.size, m.version)),
+            }),
+            ObjOp::Rollback { snap } => {
+                match snapset.resolve(*snap) {
+                    SnapTarget::Head => {}
+                    SnapTarget::Clone(id) => {
+                        mutations.push(Mutation::RestoreClone { id });
+                        size = snapset.clones.iter().find(|c| c.id == id).map_or(0, |c| c.size);
+                        exists = true;
+                    }
+                    SnapTarget::Missing if exists => {
+                        mutations.push(Mutation::Remove);
+                        (exists, size) = (false, 0);
+                    }
+                    SnapTarget::Missing => {}
+                }
+                OpOut::None
+            }
+            ObjOp::SnapTrim => {
+                for clone in &mut snapset.clones {
+                    clone.snaps.retain(|s| ctx.removed_snaps.binary_search(s).is_err());
+                    if clone.snaps.is_empty() {
+                        mutations.push(Mutation::RemoveClone { id: clone.id });
+                    }
+                }
+                snapset.clones.retain(|c| !c.snaps.is_empty());
+                OpOut::None
+            }
+            ObjOp::Call(call) => {
+                let out = crate::cls::execute(store, pg, oid, exists, call, &mut mutations)?;
+                exists |= call.is_write();
+                out
+            }
             read => read_op(store, pg, oid, exists, read)?,
         };
         outs.push(out);
     }
-    Ok(Planned { mutations, outs, exists_after: exists, size_after: size })
+    let mut stored = exists;
+    if writes {
+        if !exists && !snapset.clones.is_empty() {
+            // Removed, but its clones still serve snapshots: keep an empty whiteout head.
+            mutations.extend([
+                Mutation::Remove,
+                Mutation::Touch,
+                Mutation::SetXattr { name: WHITEOUT_XATTR.into(), value: Bytes::from_static(b"1") },
+            ]);
+            stored = true;
+        } else if !exists && head.meta.is_some() {
+            mutations.push(Mutation::Remove);
+        } else if exists && head.whiteout {
+            mutations.push(Mutation::RmXattr { name: WHITEOUT_XATTR.into() });
+        }
+        if stored && (snapset.seq > 0 || !snapset.clones.is_empty()) {
+            let value = cairn_proto::cls::encode(&snapset);
+            mutations.push(Mutation::SetXattr { name: SNAPSET_XATTR.into(), value });
+        }
+    }
+    Ok(Planned { mutations, outs, exists_after: stored, size_after: size })
+}
+
+/// Answers a read-only op at snapshot `snap`: from the clone that serves it, or the head.
+pub fn read_at_snap(
+    store: &dyn ObjectStore,
+    pg: PgId,
+    oid: &ObjectId,
+    ops: &[ObjOp],
+    snap: u64,
+) -> Result<Vec<OpOut>> {
+    if ops.iter().any(ObjOp::is_write) {
+        return Err(Error::new(errno::EROFS, format!("cannot write {oid} at snapshot {snap}")));
+    }
+    let head = load_head(store, pg, oid)?;
+    let target = match head.snapset.resolve(snap) {
+        SnapTarget::Head if head.exists() => oid.clone(),
+        SnapTarget::Clone(id) => clone_oid(oid, id),
+        SnapTarget::Head | SnapTarget::Missing => {
+            return Err(Error::enoent(format!("object {oid} does not exist at snapshot {snap}")))
+        }
+    };
+    ops.iter().map(|op| read_op(store, pg, &target, true, op)).collect()
 }
 
 /// Answers one read op from committed state.
@@ -141,7 +313,11 @@ pub fn read_op(store: &dyn ObjectStore, pg: PgId, oid: &ObjectId, exists: bool, 
             OpOut::Stat { size: m.size, mtime_ns: m.mtime_ns }
         }
         ObjOp::GetXattr { name } => OpOut::Data(store.get_xattr(pg, oid, name)?),
-        ObjOp::GetXattrs => OpOut::Pairs { entries: store.list_xattrs(pg, oid)?, more: false },
+        ObjOp::GetXattrs => {
+            let mut entries = store.list_xattrs(pg, oid)?;
+            entries.retain(|(k, _)| !k.starts_with('\0'));
+            OpOut::Pairs { entries, more: false }
+        }
         ObjOp::OmapGetHeader => OpOut::Data(store.omap_get_header(pg, oid)?),
         ObjOp::OmapGetVals { start_after, prefix, max } => {
             let max = (*max).clamp(1, MAX_OMAP_ENTRIES_PER_OP) as usize;
@@ -189,6 +365,9 @@ fn check_xattr(name: &str, value: &Bytes) -> Result<()> {
     if name.is_empty() || name.len() > 255 {
         return Err(Error::einval("xattr name must be 1 to 255 bytes"));
     }
+    if name.starts_with('\0') {
+        return Err(Error::einval("xattr names starting with NUL are reserved"));
+    }
     if value.len() > MAX_XATTR_VALUE_BYTES {
         return Err(Error::new(
             errno::E2BIG,
@@ -216,6 +395,9 @@ pub fn to_store_ops(pg: PgId, oid: &ObjectId, mutations: &[Mutation], out: &mut 
             Mutation::OmapSet { entries } => Op::OmapSet { pg, oid, entries: entries.clone() },
             Mutation::OmapRm { keys } => Op::OmapRm { pg, oid, keys: keys.clone() },
             Mutation::OmapClear => Op::OmapClear { pg, oid },
+            Mutation::CloneHead { id } => Op::CloneData { pg, dst: clone_oid(&oid, *id), src: oid },
+            Mutation::RestoreClone { id } => Op::CloneData { pg, src: clone_oid(&oid, *id), dst: oid },
+            Mutation::RemoveClone { id } => Op::Remove { pg, oid: clone_oid(&oid, *id) },
         });
     }
 }
@@ -225,7 +407,7 @@ pub fn exists_after(mutations: &[Mutation]) -> bool {
     !matches!(mutations.last(), Some(Mutation::Remove))
 }
 
-/// Reads an object's whole state for recovery; `None` if it does not exist.
+/// Reads an object's whole state for recovery, with its clones; `None` if it does not exist.
 pub fn object_state(
     store: &dyn ObjectStore,
     pg: PgId,
@@ -245,6 +427,15 @@ pub fn object_state(
         after = last.clone();
         omap.extend(batch);
     }
+    let mut clones = Vec::new();
+    if !is_clone(oid) {
+        for c in load_head(store, pg, oid)?.snapset.clones {
+            let coid = clone_oid(oid, c.id);
+            let cmeta = store.stat(pg, &coid)?.unwrap_or_default();
+            let data = store.read(pg, &coid, 0, cmeta.size)?;
+            clones.push(CloneState { id: c.id, version: cmeta.version, mtime_ns: cmeta.mtime_ns, data });
+        }
+    }
     Ok(Some(cairn_proto::ObjectState {
         oid: oid.clone(),
         version: meta.version,
@@ -253,13 +444,33 @@ pub fn object_state(
         xattrs,
         omap_header,
         omap,
+        clones,
     }))
 }
 
-/// Store ops that make `oid` equal to `state` (or absent).
-pub fn install_ops(pg: PgId, oid: &ObjectId, state: Option<&cairn_proto::ObjectState>, out: &mut Vec<Op>) {
+/// Store ops that make `oid` — with its clones — equal to `state` (or absent).
+pub fn install_ops(
+    store: &dyn ObjectStore,
+    pg: PgId,
+    oid: &ObjectId,
+    state: Option<&cairn_proto::ObjectState>,
+    out: &mut Vec<Op>,
+) -> Result<()> {
+    if !is_clone(oid) {
+        for c in load_head(store, pg, oid)?.snapset.clones {
+            out.push(Op::Remove { pg, oid: clone_oid(oid, c.id) });
+        }
+    }
     out.push(Op::Remove { pg, oid: oid.clone() });
-    let Some(s) = state else { return };
+    let Some(s) = state else { return Ok(()) };
+    for c in &s.clones {
+        let coid = clone_oid(oid, c.id);
+        out.push(Op::Touch { pg, oid: coid.clone() });
+        if !c.data.is_empty() {
+            out.push(Op::Write { pg, oid: coid.clone(), offset: 0, data: c.data.clone() });
+        }
+        out.push(Op::SetMeta { pg, oid: coid, version: c.version, mtime_ns: c.mtime_ns });
+    }
     out.push(Op::Touch { pg, oid: oid.clone() });
     if !s.data.is_empty() {
         out.push(Op::Write { pg, oid: oid.clone(), offset: 0, data: s.data.clone() });
@@ -274,4 +485,5 @@ pub fn install_ops(pg: PgId, oid: &ObjectId, state: Option<&cairn_proto::ObjectS
         out.push(Op::OmapSet { pg, oid: oid.clone(), entries: s.omap.clone() });
     }
     out.push(Op::SetMeta { pg, oid: oid.clone(), version: s.version, mtime_ns: s.mtime_ns });
+    Ok(())
 }

@@ -247,6 +247,7 @@ impl Osd {
             }
         }
         self.handle_strays(map);
+        self.start_snap_trims(map);
     }
 
     /// A PG this OSD holds but is not acting for: keep it while it may be the only copy of
@@ -353,6 +354,7 @@ fn pg_stat(pg: &Pg, map: &ClusterMap) -> Option<PgStat> {
             Backfill::Idle | Backfill::Done => "active+remapped".to_string(),
         },
         Phase::Active if st.objects_missing > 0 => "active+recovering".to_string(),
+        Phase::Active if st.snaptrim.is_some() => "active+clean+snaptrim".to_string(),
         Phase::Active => "active+clean".to_string(),
         Phase::Peering if st.objects_missing > 0 => "peering+recovering".to_string(),
         Phase::Peering => "peering".to_string(),

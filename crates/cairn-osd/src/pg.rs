@@ -60,6 +60,10 @@ pub struct PgState {
     pub num_bytes: u64,
     pub objects_missing: u64,
     pub backfill: Backfill,
+    /// Snapshot trimming (snaptrim.rs): how many of the pool's removed snapshots this PG has
+    /// been trimmed for in this interval, and the heads left in a running trim.
+    pub trimmed_for: usize,
+    pub snaptrim: Option<u64>,
 }
 
 pub struct Pg {
@@ -106,6 +110,8 @@ impl Pg {
                 num_bytes: 0,
                 objects_missing: 0,
                 backfill: Backfill::Idle,
+                trimmed_for: 0,
+                snaptrim: None,
             }),
             activated,
             busy: Mutex::new(HashMap::new()),
@@ -162,6 +168,8 @@ impl PgState {
         self.interval = interval;
         self.generation += 1;
         self.backfill = Backfill::Idle;
+        self.trimmed_for = 0;
+        self.snaptrim = None;
     }
 
     /// This OSD is a backfill target of the current interval: in `up`, not acting.

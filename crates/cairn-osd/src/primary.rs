@@ -4,7 +4,7 @@
 use crate::ops;
 use crate::osd::Osd;
 use crate::pg::{Pg, Phase};
-use cairn_proto::{LogEntry, Message, ObjOp, ReqId};
+use cairn_proto::{LogEntry, Message, ObjOp, ReqId, SnapContext};
 use cairn_store::{Op, Transaction};
 use cairn_types::{errno, Epoch, Error, ObjectId, OsdId, PgId, Result, Version};
 use std::sync::Arc;
@@ -15,26 +15,37 @@ pub struct OpReply {
     pub epoch: Epoch,
 }
 
+/// A client's `Message::OsdOp`, unpacked.
+pub struct ClientOp {
+    pub pg: PgId,
+    pub oid: ObjectId,
+    pub epoch: Epoch,
+    pub reqid: ReqId,
+    pub ops: Vec<ObjOp>,
+    pub snapc: SnapContext,
+    pub snap: Option<u64>,
+}
+
 impl Osd {
     /// Handles one client op end to end.
-    pub async fn client_op(
-        self: &Arc<Self>,
-        pgid: PgId,
-        oid: ObjectId,
-        epoch: Epoch,
-        reqid: ReqId,
-        op_list: Vec<ObjOp>,
-    ) -> OpReply {
+    pub async fn client_op(self: &Arc<Self>, op: ClientOp) -> OpReply {
+        let ClientOp { pg: pgid, oid, epoch, reqid, ops: op_list, snapc, snap } = op;
         let map = self.wait_for_epoch(epoch, Duration::from_secs(2)).await;
         let result = async {
             oid.validate()?;
+            if ops::is_clone(&oid) {
+                return Err(Error::einval("namespaces starting with NUL are reserved"));
+            }
             let pg = self.active_primary_pg(pgid).await?;
             let _guard = pg.lock_object(&oid).await;
-            if op_list.iter().any(ObjOp::is_write) {
-                self.write(&pg, &oid, reqid, &op_list).await
+            if op_list.iter().any(ObjOp::is_write) && snap.is_none() {
+                self.write(&pg, &oid, reqid, &op_list, &snapc).await
             } else {
                 let generation = self.wait_read_lease(&pg).await?;
-                let planned = ops::plan(&*self.store, pgid, &oid, &op_list)?;
+                let outs = match snap {
+                    Some(snap) => ops::read_at_snap(&*self.store, pgid, &oid, &op_list, snap)?,
+                    None => ops::plan(&*self.store, pgid, &oid, &op_list, &ops::WriteCtx::none())?.outs,
+                };
                 // Answer only if the PG was still active in the same interval after the read:
                 // once it moved on, a newer interval may be told it serves no more reads
                 // (`pg_reads_stopped`).
@@ -42,7 +53,7 @@ impl Osd {
                 if st.phase != Phase::Active || st.generation != generation {
                     return Err(Error::eagain(format!("pg {pgid} is no longer active")));
                 }
-                Ok((planned.outs, st.info.last_update))
+                Ok((outs, st.info.last_update))
             }
         }
         .await;
@@ -111,21 +122,26 @@ impl Osd {
         }
     }
 
-    async fn write(
+    pub(crate) async fn write(
         self: &Arc<Self>,
         pg: &Arc<Pg>,
         oid: &ObjectId,
         reqid: ReqId,
         op_list: &[ObjOp],
+        snapc: &SnapContext,
     ) -> Result<(Vec<cairn_proto::OpOut>, Version)> {
         if let Some(v) = pg.lock().reqids.get(&reqid) {
             // A resend of a write that is already in the log: applied once, answered again.
             return Ok((vec![], *v));
         }
-        if let Some(pool) = self.map().pools.get(&pg.id.pool) {
-            check_quota(pool, op_list)?;
-        }
-        let planned = ops::plan(&*self.store, pg.id, oid, op_list)?;
+        let map = self.map();
+        let pool = map
+            .pools
+            .get(&pg.id.pool)
+            .ok_or_else(|| Error::enoent(format!("pool {} is gone", pg.id.pool)))?;
+        check_quota(pool, op_list)?;
+        let ctx = ops::WriteCtx { snapc, removed_snaps: &pool.removed_snaps };
+        let planned = ops::plan(&*self.store, pg.id, oid, op_list, &ctx)?;
         let before = self.store.stat(pg.id, oid)?;
         let replicas: Vec<OsdId> = {
             let st = pg.lock();

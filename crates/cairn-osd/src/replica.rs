@@ -98,10 +98,19 @@ impl Osd {
         let max = max.clamp(1, MAX_SCAN_OBJECTS) as usize;
         let list = self.store.list_objects(pgid, start_after.as_ref(), max)?;
         let done = list.len() < max;
-        Ok(Message::PgScanReply {
-            objects: list.into_iter().map(|(oid, meta)| (oid, meta.version)).collect(),
-            done,
-        })
+        // Clones travel with their heads (whose version changes whenever a clone does).
+        let last = list.last().map(|(oid, meta)| (oid.clone(), meta.version));
+        let mut objects: Vec<_> = list
+            .into_iter()
+            .filter(|(oid, _)| !ops::is_clone(oid))
+            .map(|(oid, meta)| (oid, meta.version))
+            .collect();
+        if !done && objects.last().map(|o| &o.0) != last.as_ref().map(|l| &l.0) {
+            // The cursor must stay the last listed id: end the page with it, marked as a clone
+            // the primary will skip.
+            objects.extend(last);
+        }
+        Ok(Message::PgScanReply { objects, done })
     }
 
     pub fn pg_pull(&self, pgid: PgId, oid: &ObjectId) -> Result<Message> {
@@ -178,7 +187,7 @@ impl Osd {
             }
             let mut txn = Transaction::new();
             for (oid, state) in &objects {
-                ops::install_ops(pgid, oid, state.as_ref(), &mut txn.ops);
+                ops::install_ops(&*self.store, pgid, oid, state.as_ref(), &mut txn.ops)?;
             }
             self.store.submit(txn)
         };
@@ -251,8 +260,8 @@ impl Osd {
         let mut after: Option<ObjectId> = None;
         loop {
             let batch = self.store.list_objects(pgid, after.as_ref(), 4096)?;
-            for (_, meta) in &batch {
-                objects += 1;
+            for (oid, meta) in &batch {
+                objects += u64::from(!ops::is_clone(oid));
                 bytes += meta.size;
             }
             match batch.last() {

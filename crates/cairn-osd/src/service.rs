@@ -22,10 +22,11 @@ impl Handler for Osd {
                 }
                 responder.reply(Message::Pong { epoch: map.epoch })
             }
-            Message::OsdOp { pg, oid, epoch, reqid, ops } => {
+            Message::OsdOp { pg, oid, epoch, reqid, ops, snapc, snap } => {
                 let osd = self.clone();
                 tokio::spawn(async move {
-                    let r = osd.client_op(pg, oid, epoch, reqid, ops).await;
+                    let op = crate::primary::ClientOp { pg, oid, epoch, reqid, ops, snapc, snap };
+                    let r = osd.client_op(op).await;
                     let reply = match r.result {
                         Ok((outs, version)) => Message::OsdOpReply {
                             result: 0,

@@ -23,35 +23,88 @@ pub struct ReqId {
 /// One step of a compound object operation (Ceph's `OSDOp`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum ObjOp {
-    Read { offset: u64, len: u64 },
+    Read {
+        offset: u64,
+        len: u64,
+    },
     Stat,
-    Create { exclusive: bool },
-    Write { offset: u64, data: Bytes },
-    WriteFull { data: Bytes },
-    Append { data: Bytes },
-    Truncate { size: u64 },
-    Zero { offset: u64, len: u64 },
+    Create {
+        exclusive: bool,
+    },
+    Write {
+        offset: u64,
+        data: Bytes,
+    },
+    WriteFull {
+        data: Bytes,
+    },
+    Append {
+        data: Bytes,
+    },
+    Truncate {
+        size: u64,
+    },
+    Zero {
+        offset: u64,
+        len: u64,
+    },
     Remove,
-    GetXattr { name: String },
+    GetXattr {
+        name: String,
+    },
     GetXattrs,
-    SetXattr { name: String, value: Bytes },
-    RmXattr { name: String },
+    SetXattr {
+        name: String,
+        value: Bytes,
+    },
+    RmXattr {
+        name: String,
+    },
     OmapGetHeader,
-    OmapSetHeader { header: Bytes },
-    OmapGetVals { start_after: String, prefix: String, max: u32 },
-    OmapGetKeys { start_after: String, max: u32 },
-    OmapGetValsByKeys { keys: Vec<String> },
-    OmapSet { entries: Vec<(String, Bytes)> },
-    OmapRmKeys { keys: Vec<String> },
+    OmapSetHeader {
+        header: Bytes,
+    },
+    OmapGetVals {
+        start_after: String,
+        prefix: String,
+        max: u32,
+    },
+    OmapGetKeys {
+        start_after: String,
+        max: u32,
+    },
+    OmapGetValsByKeys {
+        keys: Vec<String>,
+    },
+    OmapSet {
+        entries: Vec<(String, Bytes)>,
+    },
+    OmapRmKeys {
+        keys: Vec<String>,
+    },
     OmapClear,
+    /// The object's clones and head with their versions (`OpOut::Snaps`).
+    ListSnaps,
+    /// Makes the head's data what it was at snapshot `snap` (removes it if it did not exist).
+    Rollback {
+        snap: u64,
+    },
+    /// Runs an object-class method on the OSD, atomically with the rest of the op.
+    Call(crate::cls::ClsCall),
+    /// Drops clones that only removed snapshots needed (OSD-internal; harmless from a client).
+    SnapTrim,
 }
 
 impl ObjOp {
     /// Whether the op changes the object (then the whole request is replicated).
     pub fn is_write(&self) -> bool {
+        if let ObjOp::Call(call) = self {
+            return call.is_write();
+        }
         !matches!(
             self,
             ObjOp::Read { .. }
+                | ObjOp::ListSnaps
                 | ObjOp::Stat
                 | ObjOp::GetXattr { .. }
                 | ObjOp::GetXattrs
@@ -71,22 +124,53 @@ pub enum OpOut {
     Stat { size: u64, mtime_ns: u64 },
     Pairs { entries: Vec<(String, Bytes)>, more: bool },
     Keys { keys: Vec<String>, more: bool },
+    Snaps(crate::SnapList),
 }
 
 /// A change to one object as the primary decided it; replicas apply exactly this.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Mutation {
     Touch,
-    Write { offset: u64, data: Bytes },
-    Zero { offset: u64, len: u64 },
-    Truncate { size: u64 },
+    Write {
+        offset: u64,
+        data: Bytes,
+    },
+    Zero {
+        offset: u64,
+        len: u64,
+    },
+    Truncate {
+        size: u64,
+    },
     Remove,
-    SetXattr { name: String, value: Bytes },
-    RmXattr { name: String },
-    OmapSetHeader { header: Bytes },
-    OmapSet { entries: Vec<(String, Bytes)> },
-    OmapRm { keys: Vec<String> },
+    SetXattr {
+        name: String,
+        value: Bytes,
+    },
+    RmXattr {
+        name: String,
+    },
+    OmapSetHeader {
+        header: Bytes,
+    },
+    OmapSet {
+        entries: Vec<(String, Bytes)>,
+    },
+    OmapRm {
+        keys: Vec<String>,
+    },
     OmapClear,
+    /// Preserve the head's data as clone `id` (before the rest of the write changes it).
+    CloneHead {
+        id: u64,
+    },
+    /// Make the head's data that of clone `id` (rollback).
+    RestoreClone {
+        id: u64,
+    },
+    RemoveClone {
+        id: u64,
+    },
 }
 
 /// The full state of one object, as pushed by recovery and backfill.
@@ -99,6 +183,17 @@ pub struct ObjectState {
     pub xattrs: Vec<(String, Bytes)>,
     pub omap_header: Bytes,
     pub omap: Vec<(String, Bytes)>,
+    /// The object's clones (their snapshot lists are in the head's snapset xattr).
+    pub clones: Vec<CloneState>,
+}
+
+/// One clone's stored data, as recovery copies it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CloneState {
+    pub id: u64,
+    pub version: Version,
+    pub mtime_ns: u64,
+    pub data: Bytes,
 }
 
 /// A replica's summary of one PG, answered during peering.
@@ -182,6 +277,10 @@ pub enum Message {
         epoch: Epoch,
         reqid: ReqId,
         ops: Vec<ObjOp>,
+        /// Writes: the writer's snapshot context.
+        snapc: crate::SnapContext,
+        /// Reads: the snapshot to read at (`None` = the head).
+        snap: Option<u64>,
     },
     OsdOpReply {
         result: i32,

@@ -64,6 +64,14 @@ pub enum Op {
         pg: PgId,
         oid: ObjectId,
     },
+    /// Makes `dst`'s data equal to `src`'s: size, bytes (holes stay holes), version and mtime;
+    /// `dst`'s xattrs and omap are left alone. Creates `dst` if needed; a missing `src` counts
+    /// as empty. (Snapshots: a clone keeps an object's pre-snapshot data; rollback restores it.)
+    CloneData {
+        pg: PgId,
+        src: ObjectId,
+        dst: ObjectId,
+    },
     /// Sets the object's version and mtime (every replicated write ends with one).
     SetMeta {
         pg: PgId,

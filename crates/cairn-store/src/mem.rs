@@ -107,6 +107,11 @@ impl State {
                     p.objects.remove(&oid);
                 }
             }
+            Op::CloneData { pg, src, dst } => {
+                let from = self.existing_mut(pg, &src).map(|o| (o.meta, o.data.clone())).unwrap_or_default();
+                let obj = self.object_mut(pg, &dst);
+                (obj.meta, obj.data) = from;
+            }
             Op::SetMeta { pg, oid, version, mtime_ns } => {
                 let obj = self.object_mut(pg, &oid);
                 obj.meta.version = version;

@@ -42,6 +42,7 @@ pub fn payload_bytes(txn: &Transaction) -> u64 {
             | Op::Remove { oid, .. }
             | Op::SetMeta { oid, .. }
             | Op::OmapClear { oid, .. } => oid_len(oid),
+            Op::CloneData { src, dst, .. } => oid_len(src) + oid_len(dst),
             Op::LogAppend { entry, .. } => entry.len() as u64,
             Op::PgMetaSet { key, value, .. } | Op::MetaSet { key, value } => (key.len() + value.len()) as u64,
             Op::LogTrim { .. } | Op::LogTruncate { .. } | Op::RemovePg { .. } => 0,
@@ -119,6 +120,10 @@ fn check_op(op: &Op) -> Result<()> {
         | Op::SetMeta { oid, .. }
         | Op::OmapClear { oid, .. }
         | Op::OmapSetHeader { oid, .. } => oid.validate()?,
+        Op::CloneData { src, dst, .. } => {
+            src.validate()?;
+            dst.validate()?;
+        }
         Op::PgMetaSet { key, .. } | Op::MetaSet { key, .. } => check_key(key)?,
         Op::LogAppend { .. } | Op::LogTrim { .. } | Op::LogTruncate { .. } | Op::RemovePg { .. } => {}
     }

@@ -54,6 +54,7 @@ fn op_strategy() -> impl Strategy<Value = Op> {
         2 => (name.clone(), 0u64..160).prop_map(|(oid, size)| Op::Truncate { pg: PG, oid, size }),
         1 => name.clone().prop_map(|oid| Op::Remove { pg: PG, oid }),
         1 => name.clone().prop_map(|oid| Op::Touch { pg: PG, oid }),
+        1 => (name.clone(), name.clone()).prop_map(|(src, dst)| Op::CloneData { pg: PG, src, dst }),
         1 => (name.clone(), key.clone(), value.clone()).prop_map(|(oid, key, value)| Op::SetXattr { pg: PG, oid, key, value }),
         1 => (name.clone(), key.clone()).prop_map(|(oid, key)| Op::RmXattr { pg: PG, oid, key }),
         1 => (name.clone(), key.clone(), value.clone())
@@ -102,6 +103,10 @@ fn model_apply(model: &mut Model, ops: &[Op]) -> bool {
             }
             Op::Touch { oid, .. } => {
                 model.entry(oid.name.clone()).or_default();
+            }
+            Op::CloneData { src, dst, .. } => {
+                let data = model.get(&src.name).map(|o| o.data.clone()).unwrap_or_default();
+                model.entry(dst.name.clone()).or_default().data = data;
             }
             Op::SetXattr { oid, key, value, .. } => {
                 model.entry(oid.name.clone()).or_default().xattrs.insert(key.clone(), value.clone());

@@ -76,6 +76,11 @@ pub struct Pool {
     /// Set by the mon leader when usage reaches a quota; writes then fail with EDQUOT.
     pub full: bool,
     pub created_epoch: Epoch,
+    /// Newest self-managed snapshot id allocated in this pool (0 = none yet).
+    pub snap_seq: u64,
+    /// Self-managed snapshot ids deleted by their owners, ascending: OSDs trim the object
+    /// clones that only these snapshots needed.
+    pub removed_snaps: Vec<u64>,
 }
 
 impl Pool {
@@ -263,6 +268,17 @@ pub enum MapCommand {
     PgTempClear {
         pg: PgId,
         up: Vec<OsdId>,
+        now_secs: u64,
+    },
+    /// Allocates the next self-managed snapshot id of `pool` (applied message: the id).
+    PoolSnapCreate {
+        pool: PoolId,
+        now_secs: u64,
+    },
+    /// Marks self-managed snapshot `snap` of `pool` removed; OSDs trim its clones.
+    PoolSnapRemove {
+        pool: PoolId,
+        snap: u64,
         now_secs: u64,
     },
 }
@@ -497,11 +513,33 @@ impl ClusterMap {
                 self.pg_temp.remove(pg);
                 (format!("cleared pg {pg} pg_temp"), *now_secs)
             }
+            PoolSnapCreate { pool, now_secs } => {
+                let p = self.pool_by_id_mut(*pool)?;
+                p.snap_seq += 1;
+                (p.snap_seq.to_string(), *now_secs)
+            }
+            PoolSnapRemove { pool, snap, now_secs } => {
+                let p = self.pool_by_id_mut(*pool)?;
+                if *snap == 0 || *snap > p.snap_seq {
+                    return Err(Error::enoent(format!(
+                        "snapshot {snap} of pool '{}' does not exist",
+                        p.name
+                    )));
+                }
+                if let Err(at) = p.removed_snaps.binary_search(snap) {
+                    p.removed_snaps.insert(at, *snap);
+                }
+                (format!("removed snap {snap} of pool '{}'", p.name), *now_secs)
+            }
         })
     }
 
     fn osd_mut(&mut self, id: OsdId) -> Result<&mut OsdInfo> {
         self.osds.get_mut(&id).ok_or_else(|| Error::enoent(format!("osd.{id} does not exist")))
+    }
+
+    fn pool_by_id_mut(&mut self, id: PoolId) -> Result<&mut Pool> {
+        self.pools.get_mut(&id).ok_or_else(|| Error::enoent(format!("pool {id} does not exist")))
     }
 
     fn pool_mut(&mut self, name: &str) -> Result<&mut Pool> {
@@ -550,6 +588,8 @@ impl ClusterMap {
                 quota_max_objects: 0,
                 full: false,
                 created_epoch: self.epoch + 1,
+                snap_seq: 0,
+                removed_snaps: Vec::new(),
             },
         );
         Ok(format!("pool '{name}' created"))

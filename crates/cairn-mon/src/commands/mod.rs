@@ -102,9 +102,19 @@ pub fn plan(cmd: &serde_json::Value, ctx: &CommandContext) -> Result<Plan, Error
         "osd pool application get" => pool::app_get(&args, ctx),
         "osd pool get-quota" => pool::get_quota(&args, ctx),
         "osd pool set-quota" => pool::set_quota(&args, ctx),
+        "osd pool selfmanaged-snap create" => pool::selfmanaged_snap_create(&args, ctx),
+        "osd pool selfmanaged-snap rm" => pool::selfmanaged_snap_rm(&args, ctx),
         "pg stat" => pg::stat(&args, ctx),
         "pg dump" => pg::dump(&args, ctx),
         other => Err(Error::einval(format!("unrecognized command '{other}'"))),
+    }
+}
+
+/// The data to send back once a proposed command has been applied (empty for most).
+pub fn applied_data(cmd: &MapCommand, applied: &str) -> Vec<u8> {
+    match cmd {
+        MapCommand::PoolSnapCreate { .. } => applied.as_bytes().to_vec(),
+        _ => Vec::new(),
     }
 }
 
@@ -115,6 +125,7 @@ pub fn applied_status(cmd: &MapCommand, applied: &str) -> String {
         MapCommand::OsdDown { ids, .. } => osd::marked_status("down", ids),
         MapCommand::OsdOut { ids, .. } => osd::marked_status("out", ids),
         MapCommand::OsdIn { ids, .. } => osd::marked_status("in", ids),
+        MapCommand::PoolSnapCreate { .. } => format!("created snap {applied}"),
         _ => applied.to_string(),
     }
 }

@@ -216,6 +216,24 @@ pub(super) fn get(args: &Args, ctx: &CommandContext) -> Result<Plan> {
 }
 
 /// `osd pool application enable <pool> <app> [--yes-i-really-mean-it]`.
+/// `osd pool selfmanaged-snap create` (what librados' `selfmanaged_snap_create` sends): allocates
+/// the pool's next snapshot id; the reply's data is the id in decimal.
+pub(super) fn selfmanaged_snap_create(args: &Args, ctx: &CommandContext) -> Result<Plan> {
+    let pool = pool_named(ctx, args.str("pool")?)?;
+    Ok(Plan::Propose(MapCommand::PoolSnapCreate { pool: pool.id, now_secs: ctx.now_secs }))
+}
+
+/// `osd pool selfmanaged-snap rm`: marks a snapshot id removed so the OSDs trim its clones.
+pub(super) fn selfmanaged_snap_rm(args: &Args, ctx: &CommandContext) -> Result<Plan> {
+    let pool = pool_named(ctx, args.str("pool")?)?;
+    let snap = args.str_or_number("snapid")?;
+    let snap = snap.parse::<u64>().map_err(|_| Error::einval(format!("invalid snapid '{snap}'")))?;
+    if pool.removed_snaps.binary_search(&snap).is_ok() {
+        return reply(&format!("removed snap {snap} of pool '{}'", pool.name), Vec::new());
+    }
+    Ok(Plan::Propose(MapCommand::PoolSnapRemove { pool: pool.id, snap, now_secs: ctx.now_secs }))
+}
+
 pub(super) fn app_enable(args: &Args, ctx: &CommandContext) -> Result<Plan> {
     let name = args.str("pool")?;
     let app = args.str("app")?;

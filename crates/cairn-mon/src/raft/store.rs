@@ -43,9 +43,10 @@ use std::sync::{Arc, RwLock};
 use tokio::sync::watch;
 
 /// Version byte leading every record this module writes. Version 2: `ClusterMap` gained
-/// `pg_temp` and `PgInterval` gained `up` (background backfill). Version 1 records are not
-/// migrated (no cluster with them exists outside tests); they are refused with a clear error.
-pub(crate) const RECORD_VERSION: u8 = 2;
+/// `pg_temp` and `PgInterval` gained `up` (background backfill). Version 3: `Pool` gained
+/// `snap_seq` and `removed_snaps` (self-managed snapshots). Older records are not migrated (no
+/// cluster with them exists outside tests); they are refused with a clear error.
+pub(crate) const RECORD_VERSION: u8 = 3;
 /// Name of the database file inside the mon's data directory.
 pub const DB_FILE_NAME: &str = "mon.redb";
 
@@ -116,9 +117,9 @@ pub(crate) fn decode_record<T: DeserializeOwned>(what: &'static str, bytes: &[u8
         Some((&RECORD_VERSION, body)) => {
             postcard::from_bytes(body).map_err(|e| StoreError::Corrupt { what, detail: e.to_string() })
         }
-        Some((1, _)) => Err(StoreError::Corrupt {
+        Some((v @ (1 | 2), _)) => Err(StoreError::Corrupt {
             what,
-            detail: "version 1 (written before pg_temp; this mon store cannot be migrated)".into(),
+            detail: format!("version {v} (written before snapshots; this mon store cannot be migrated)"),
         }),
         Some((v, _)) => Err(StoreError::Corrupt { what, detail: format!("unknown version {v}") }),
         None => Err(StoreError::Corrupt { what, detail: "empty record".into() }),

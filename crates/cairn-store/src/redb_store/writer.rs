@@ -226,6 +226,7 @@ impl<'txn> WriteTables<'txn> {
             Op::Zero { pg, oid, offset, len } => self.zero(*pg, oid, *offset, *len),
             Op::Truncate { pg, oid, size } => self.truncate(*pg, oid, *size),
             Op::Remove { pg, oid } => self.remove(*pg, oid),
+            Op::CloneData { pg, src, dst } => self.clone_data(*pg, src, dst),
             Op::SetMeta { pg, oid, version, mtime_ns } => {
                 let (okey, mut meta) = self.ensure(*pg, oid)?;
                 meta.version = *version;
@@ -421,6 +422,30 @@ impl<'txn> WriteTables<'txn> {
             self.put_meta(&okey, &meta)?;
         }
         Ok(())
+    }
+
+    fn clone_data(&mut self, pg: PgId, src: &ObjectId, dst: &ObjectId) -> Result<()> {
+        if src == dst {
+            return self.ensure(pg, dst).map(drop);
+        }
+        let skey = object_key(pg, src);
+        let from = get_meta(&self.objects, &skey, pg, src)?.unwrap_or_default();
+        let (dkey, old) = self.ensure(pg, dst)?;
+        delete_prefix(&mut self.chunks, &dkey)?;
+        // Chunk records carry their own checksum of the data only: copy them verbatim.
+        let mut records = Vec::new();
+        let (lower, upper) = (chunk_key(&skey, 0), chunk_key(&skey, u64::MAX));
+        for entry in
+            self.chunks.range::<&[u8]>(lower.as_slice()..=upper.as_slice()).map_err(eio("scanning chunks"))?
+        {
+            let (k, v) = entry.map_err(eio("scanning chunks"))?;
+            records.push((keys::chunk_index(k.value(), skey.len())?, v.value().to_vec()));
+        }
+        for (index, record) in records {
+            insert(&mut self.chunks, &chunk_key(&dkey, index), &record, "writing chunk")?;
+        }
+        self.resize_accounting(old.size, from.size);
+        self.put_meta(&dkey, &from)
     }
 
     fn remove(&mut self, pg: PgId, oid: &ObjectId) -> Result<()> {
