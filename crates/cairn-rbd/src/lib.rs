@@ -235,14 +235,14 @@ async fn remove_by_id(io: &IoCtx, id: &str, name: Option<&str>, progress: &Progr
     let label = name.unwrap_or(id);
     let image = Image::open_by_id(io, id, label, None, true).await?;
     let header = image.header();
+    if !image.watchers().await?.is_empty() {
+        return Err(Error::new(errno::EBUSY, "image still has watchers - not removing"));
+    }
     if header.snaps.iter().any(|s| s.namespace == cls::SnapNamespace::User) {
         return Err(Error::new(errno::ENOTEMPTY, "image has snapshots - not removing"));
     }
     if !header.snaps.is_empty() {
         return Err(Error::new(errno::EBUSY, "image has snapshots with linked clones - not removing"));
-    }
-    if !image.watchers().await?.is_empty() {
-        return Err(Error::new(errno::EBUSY, "image still has watchers - not removing"));
     }
     let count = image.layout().object_count(header.size);
     let done = std::sync::atomic::AtomicU64::new(0);

@@ -1,0 +1,125 @@
+//! RBD images through the library against real daemons: create, I/O across objects, snapshots,
+//! clones, flatten, diff, resize, removal rules, exclusive lock.
+
+mod common;
+
+use bytes::Bytes;
+use cairn_rbd::{no_progress, CreateOptions, Image};
+use cairn_types::errno;
+use common::{payload, rt, Cluster};
+use std::time::Duration;
+
+const MIB: u64 = 1 << 20;
+
+#[test]
+fn image_lifecycle_snapshots_clones_and_flatten() {
+    let c = Cluster::up(3, 1);
+    c.ok(&["osd", "pool", "create", "rbd", "8"]);
+    c.ok(&["osd", "pool", "create", "vms", "8"]);
+    c.wait_clean(3, Duration::from_secs(60));
+    rt().block_on(async {
+        let rados = c.client().await;
+        let io = rados.ioctx("rbd").unwrap();
+        let vms = rados.ioctx("vms").unwrap();
+        let opts = CreateOptions { order: Some(20), ..Default::default() }; // 1 MiB objects
+        cairn_rbd::create(&io, "base", 8 * MIB, &opts).await.unwrap();
+        assert_eq!(cairn_rbd::create(&io, "base", MIB, &opts).await.unwrap_err().errno, errno::EEXIST);
+        assert_eq!(cairn_rbd::list(&io).await.unwrap(), ["base"]);
+        let base = Image::open(&io, "base", None, false).await.unwrap();
+        let v1 = payload(1, (3 * MIB) as usize);
+        base.write(MIB / 2, v1.clone()).await.unwrap();
+        assert!(base.read(MIB / 2, 3 * MIB).await.unwrap() == v1, "written data");
+        assert_eq!(base.read(0, MIB / 2).await.unwrap(), Bytes::from(vec![0; (MIB / 2) as usize]));
+
+        base.snap_create("s1").await.unwrap();
+        let v2 = payload(2, MIB as usize);
+        base.write(MIB, v2.clone()).await.unwrap();
+        let at_s1 = Image::open(&io, "base", Some("s1"), true).await.unwrap();
+        assert!(at_s1.read(MIB / 2, 3 * MIB).await.unwrap() == v1, "snapshot content");
+        assert_eq!(at_s1.write(0, Bytes::from_static(b"x")).await.unwrap_err().errno, errno::EROFS);
+
+        // Clone v1 needs a protected snapshot.
+        let defaults = CreateOptions::default();
+        let clone = |name: &'static str| cairn_rbd::clone(&io, "base", "s1", &vms, name, &defaults, false);
+        assert_eq!(clone("vm1").await.unwrap_err().errno, errno::EINVAL);
+        base.snap_set_protection("s1", true).await.unwrap();
+        clone("vm1").await.unwrap();
+        assert_eq!(base.children("s1").await.unwrap(), [("vms".to_string(), "vm1".to_string())]);
+        assert_eq!(base.snap_set_protection("s1", false).await.unwrap_err().errno, errno::EBUSY);
+        assert_eq!(base.snap_remove("s1").await.unwrap_err().errno, errno::EBUSY);
+
+        let vm1 = Image::open(&vms, "vm1", None, false).await.unwrap();
+        assert_eq!(vm1.parent_info().await.unwrap().image_name, "base");
+        assert_eq!(base.parent_info().await.unwrap_err().errno, errno::ENOENT);
+        assert!(vm1.read(MIB / 2, 3 * MIB).await.unwrap() == v1, "clone reads the parent's snapshot");
+        let w = payload(3, 100);
+        vm1.write(MIB + 10, w.clone()).await.unwrap();
+        let mut expect = v1.to_vec();
+        expect[(MIB / 2 + 10) as usize..][..100].copy_from_slice(&w);
+        assert!(vm1.read(MIB / 2, 3 * MIB).await.unwrap() == expect, "copy-up kept the rest");
+        assert!(at_s1.read(MIB / 2, 3 * MIB).await.unwrap() == v1, "parent unchanged");
+
+        // Diff of the clone's own data since creation: only the copied-up object.
+        let mut seen = Vec::new();
+        vm1.diff_iterate(None, 0, vm1.size(), false, &mut |o, l, e| {
+            seen.push((o, l, e));
+            Ok(())
+        })
+        .await
+        .unwrap();
+        assert_eq!(seen, [(MIB, MIB, true)]);
+
+        vm1.flatten(&no_progress).await.unwrap();
+        assert!(base.children("s1").await.unwrap().is_empty());
+        assert!(vm1.read(MIB / 2, 3 * MIB).await.unwrap() == expect, "flattened clone reads the same");
+        assert_eq!(vm1.parent_info().await.unwrap_err().errno, errno::ENOENT);
+        base.snap_set_protection("s1", false).await.unwrap();
+
+        // Removal rules.
+        base.close().await.unwrap();
+        let e = cairn_rbd::remove(&io, "base", &no_progress).await.unwrap_err();
+        assert_eq!((e.errno, e.message.as_str()), (errno::ENOTEMPTY, "image has snapshots - not removing"));
+        let base = Image::open(&io, "base", None, false).await.unwrap();
+        assert_eq!(
+            cairn_rbd::remove(&io, "base", &no_progress).await.unwrap_err().errno,
+            errno::EBUSY,
+            "watched"
+        );
+        base.snap_remove("s1").await.unwrap();
+        base.close().await.unwrap();
+        cairn_rbd::remove(&io, "base", &no_progress).await.unwrap();
+        assert!(cairn_rbd::list(&io).await.unwrap().is_empty());
+        assert_eq!(Image::open(&io, "base", None, true).await.err().unwrap().errno, errno::ENOENT);
+
+        // Resize.
+        assert_eq!(vm1.resize(MIB, false, &no_progress).await.unwrap_err().errno, errno::EINVAL);
+        vm1.resize(MIB + MIB / 2, true, &no_progress).await.unwrap();
+        vm1.resize(4 * MIB, false, &no_progress).await.unwrap();
+        let tail = vm1.read(MIB, 3 * MIB).await.unwrap();
+        assert!(tail[..(MIB / 2) as usize] == expect[(MIB / 2) as usize..MIB as usize], "kept data intact");
+        assert!(tail[(MIB / 2) as usize..].iter().all(|b| *b == 0), "shrunk data is gone");
+        vm1.close().await.unwrap();
+    });
+}
+
+#[test]
+fn a_second_writer_is_refused_by_the_exclusive_lock() {
+    let c = Cluster::up(3, 1);
+    c.ok(&["osd", "pool", "create", "rbd", "8"]);
+    c.wait_clean(3, Duration::from_secs(60));
+    rt().block_on(async {
+        let rados = c.client().await;
+        let other = c.client().await;
+        let io = rados.ioctx("rbd").unwrap();
+        cairn_rbd::create(&io, "vol", 4 * MIB, &CreateOptions::default()).await.unwrap();
+        let a = Image::open(&io, "vol", None, false).await.unwrap();
+        a.write(0, Bytes::from_static(b"first")).await.unwrap();
+        let b = Image::open(&other.ioctx("rbd").unwrap(), "vol", None, false).await.unwrap();
+        assert_eq!(b.write(0, Bytes::from_static(b"second")).await.unwrap_err().errno, errno::EBUSY);
+        assert_eq!(&a.read(0, 5).await.unwrap()[..], b"first");
+        a.close().await.unwrap();
+        b.write(0, Bytes::from_static(b"second")).await.unwrap();
+        assert_eq!(&b.read(0, 6).await.unwrap()[..], b"second");
+        b.close().await.unwrap();
+    });
+}
