@@ -447,7 +447,9 @@ impl Image {
         self.refresh().await?;
         if size < old {
             let layout = self.layout();
+            // Every object of the object set holding the new end may hold bytes past it.
             let first = layout.extents(size, 1).first().map_or(0, |e| e.object_no);
+            let first = first - first % layout.stripe_count;
             let end = layout.object_count(old);
             let io = self.write_io();
             let total = end.saturating_sub(first);
@@ -478,12 +480,10 @@ impl Image {
         } else {
             // Striped objects interleave: zero every piece past the end, then cut the tail.
             let mut ops = vec![ObjOp::Stat];
-            for (o, io_off, l) in layout.object_to_image(no, u64::MAX) {
+            for (o, io_off, l) in layout.object_to_image(no, size + layout.object_size * layout.stripe_count)
+            {
                 if io_off >= size {
                     ops.push(ObjOp::Zero { offset: o, len: l });
-                }
-                if io_off >= size + layout.object_size * layout.stripe_count {
-                    break;
                 }
             }
             ops.push(ObjOp::Truncate { size: keep });
@@ -549,7 +549,27 @@ impl Image {
         if cls::decode::<bool>("snapshot_remove output", &out)? {
             self.inner.io.selfmanaged_snap_remove(snap.id).await?;
         }
-        self.refresh().await
+        self.refresh().await?;
+        match snap.parent {
+            Some(p) => self.detach_if_unused(&p).await,
+            None => Ok(()),
+        }
+    }
+
+    /// Leaves parent snapshot `p`'s children once neither the head nor any snapshot of this
+    /// image reads through it (after a flatten, and the removal of the snapshots before it).
+    async fn detach_if_unused(&self, p: &ParentSpec) -> Result<()> {
+        let same = |q: &Option<ParentSpec>| {
+            q.as_ref().is_some_and(|q| (q.pool, &q.image_id, q.snap_id) == (p.pool, &p.image_id, p.snap_id))
+        };
+        let h = self.header();
+        if same(&h.parent) || h.snaps.iter().any(|s| same(&s.parent)) {
+            return Ok(());
+        }
+        match crate::detach_child(self.inner.io.rados(), p, self.child_spec()).await {
+            Err(e) if e.errno != errno::ENOENT => Err(e),
+            _ => Ok(()),
+        }
     }
 
     pub async fn snap_rename(&self, name: &str, new_name: &str) -> Result<()> {
@@ -707,12 +727,9 @@ impl Image {
             .try_collect::<Vec<()>>()
             .await?;
         self.header_call(ClsCall::RbdSetParent { parent: None }).await?;
+        self.refresh().await?;
         // Snapshots of the clone still read through the parent: keep the link until they go.
-        let snaps_use_parent = self.snaps().iter().any(|s| s.parent.as_ref() == Some(&parent));
-        if !snaps_use_parent {
-            crate::detach_child(self.inner.io.rados(), &parent, self.child_spec()).await?;
-        }
-        self.refresh().await
+        self.detach_if_unused(&parent).await
     }
 
     pub(crate) fn child_spec(&self) -> ChildSpec {
