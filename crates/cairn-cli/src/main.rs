@@ -5,6 +5,7 @@ mod args;
 mod bench;
 mod daemon;
 mod moncmd;
+mod nbd;
 mod output;
 mod rados;
 mod up;
@@ -48,6 +49,7 @@ fn run(global: Global, words: Vec<String>) -> Result<ExitCode, Error> {
         "up" => up::up(&global, &words[1..]),
         "down" => up::down(&global, &words[1..]),
         "rados" => rados::main(&global, &words[1..]),
+        "nbd" => nbd::main(&global, &words[1..]),
         "daemon" => rados::admin_command(&global, &words[1..]),
         _ => output::mon_command(&global, &words),
     }

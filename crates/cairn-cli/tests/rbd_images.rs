@@ -123,3 +123,99 @@ fn a_second_writer_is_refused_by_the_exclusive_lock() {
         b.close().await.unwrap();
     });
 }
+
+#[test]
+fn clone_chain_of_depth_five_reads_through_and_flattens() {
+    let c = Cluster::up(3, 1);
+    c.ok(&["osd", "pool", "create", "rbd", "8"]);
+    c.wait_clean(3, Duration::from_secs(60));
+    rt().block_on(async {
+        let rados = c.client().await;
+        let io = rados.ioctx("rbd").unwrap();
+        let opts = CreateOptions { order: Some(16), features: Some(1), ..Default::default() };
+        cairn_rbd::create(&io, "img0", 512 << 10, &opts).await.unwrap();
+        let mut expect = vec![0u8; 512 << 10];
+        for level in 0..5usize {
+            let name = format!("img{level}");
+            let img = Image::open(&io, &name, None, false).await.unwrap();
+            // Each level writes its own 10 KiB at its own offset (crossing an object boundary).
+            let off = level * 60_000 + 60_000;
+            let data = payload(level as u64, 10_000);
+            img.write(off as u64, data.clone()).await.unwrap();
+            expect[off..off + data.len()].copy_from_slice(&data);
+            assert!(img.read(0, 512 << 10).await.unwrap() == expect, "level {level} reads its chain");
+            img.snap_create("s").await.unwrap();
+            img.snap_set_protection("s", true).await.unwrap();
+            img.close().await.unwrap();
+            cairn_rbd::clone(&io, &name, "s", &io, &format!("img{}", level + 1), &opts, false).await.unwrap();
+            let parent = Image::open(&io, &name, None, true).await.unwrap();
+            assert_eq!(
+                parent.children("s").await.unwrap(),
+                [("rbd".to_string(), format!("img{}", level + 1))]
+            );
+        }
+        let leaf = Image::open(&io, "img5", None, false).await.unwrap();
+        assert!(leaf.read(0, 512 << 10).await.unwrap() == expect, "depth 5 reads every ancestor");
+        leaf.flatten(&no_progress).await.unwrap();
+        assert_eq!(leaf.parent_info().await.unwrap_err().errno, errno::ENOENT);
+        leaf.close().await.unwrap();
+        // The leaf no longer needs img4: unprotect, remove its snapshot and the image itself.
+        let img4 = Image::open(&io, "img4", None, false).await.unwrap();
+        assert!(img4.children("s").await.unwrap().is_empty());
+        img4.snap_set_protection("s", false).await.unwrap();
+        img4.snap_remove("s").await.unwrap();
+        img4.close().await.unwrap();
+        cairn_rbd::remove(&io, "img4", &no_progress).await.unwrap();
+        let leaf = Image::open(&io, "img5", None, true).await.unwrap();
+        assert!(leaf.read(0, 512 << 10).await.unwrap() == expect, "flattened leaf is independent");
+    });
+}
+
+#[test]
+fn osd_killed_during_flatten_and_import_leaves_images_intact() {
+    let c = Cluster::up(3, 1);
+    c.ok(&["osd", "pool", "create", "rbd", "8"]);
+    c.wait_clean(3, Duration::from_secs(60));
+    rt().block_on(async {
+        let rados = c.client().await;
+        let io = rados.ioctx("rbd").unwrap();
+        let opts = CreateOptions { order: Some(18), features: Some(1), ..Default::default() };
+        let size = 24u64 << 20;
+        cairn_rbd::create(&io, "base", size, &opts).await.unwrap();
+        let base = Image::open(&io, "base", None, false).await.unwrap();
+        let data = payload(9, size as usize);
+        base.write(0, data.clone()).await.unwrap();
+        base.snap_create("s").await.unwrap();
+        base.snap_set_protection("s", true).await.unwrap();
+        cairn_rbd::clone(&io, "base", "s", &io, "child", &opts, false).await.unwrap();
+        let child = Image::open(&io, "child", None, false).await.unwrap();
+
+        // Flatten while an OSD dies: the op resends and completes.
+        let flatten = tokio::spawn({
+            let child = child.clone();
+            async move { child.flatten(&no_progress).await }
+        });
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        tokio::task::block_in_place(|| c.kill9("osd.1"));
+        flatten.await.unwrap().unwrap();
+        assert!(child.read(0, size).await.unwrap() == data, "flattened through an OSD failure");
+
+        // An import-like sequential write while another OSD dies, then the first comes back.
+        cairn_rbd::create(&io, "imported", size, &opts).await.unwrap();
+        let imp = Image::open(&io, "imported", None, false).await.unwrap();
+        let writer = tokio::spawn({
+            let (imp, data) = (imp.clone(), data.clone());
+            async move {
+                for off in (0..size).step_by(1 << 20) {
+                    imp.write(off, data.slice(off as usize..(off + (1 << 20)) as usize)).await?;
+                }
+                Ok::<(), cairn_types::Error>(())
+            }
+        });
+        tokio::task::block_in_place(|| c.start("osd.1"));
+        writer.await.unwrap().unwrap();
+        assert!(imp.read(0, size).await.unwrap() == data, "imported through an OSD restart");
+        child.close().await.unwrap();
+        imp.close().await.unwrap();
+    });
+}

@@ -150,7 +150,12 @@ impl Osd {
         let mut conns = Vec::with_capacity(replicas.len());
         for r in &replicas {
             let addr = self.osd_addr(*r)?;
-            conns.push(self.peers.get(&addr).await?);
+            // A replica that cannot be reached is down or restarting: the map will change and
+            // the client's resend finds the new interval.
+            let conn = self.peers.get(&addr).await.map_err(|e| {
+                Error::eagain(format!("pg {}: replica osd.{r} unreachable: {}", pg.id, e.message))
+            })?;
+            conns.push(conn);
         }
         let mtime_ns = now_ns();
         // Version assignment, local submit and replica sends happen under the PG lock, so every

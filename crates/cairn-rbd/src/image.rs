@@ -71,6 +71,8 @@ struct Inner {
     parents: Mutex<HashMap<(u32, String, u64), Image>>,
     watch_cookie: u64,
     lock_held: tokio::sync::Mutex<bool>,
+    /// Writers coordinate themselves (`cairn nbd serve --shared`): no exclusive lock.
+    shared: std::sync::atomic::AtomicBool,
     closed: tokio::sync::watch::Sender<bool>,
 }
 
@@ -133,6 +135,7 @@ impl Image {
                 parents: Mutex::new(HashMap::new()),
                 watch_cookie: rand::random::<u64>() >> 1,
                 lock_held: tokio::sync::Mutex::new(false),
+                shared: std::sync::atomic::AtomicBool::new(false),
                 closed,
             }),
         };
@@ -914,10 +917,24 @@ impl Image {
         }
     }
 
+    /// Lets several handles write without the exclusive lock (they must coordinate).
+    pub fn set_shared(&self, shared: bool) {
+        self.inner.shared.store(shared, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Takes the exclusive lock now rather than at the first write (a gateway wants to fail at
+    /// start, not at the guest's first write).
+    pub async fn lock_exclusive(&self) -> Result<()> {
+        self.check_writable()?;
+        self.acquire_lock_if_needed().await
+    }
+
     /// With the exclusive-lock feature, the first write takes the image's lock; a lock held by a
     /// live other client refuses this one (EBUSY), a stale holder's lock is broken.
     async fn acquire_lock_if_needed(&self) -> Result<()> {
-        if self.state().header.features & features::EXCLUSIVE_LOCK == 0 {
+        if self.state().header.features & features::EXCLUSIVE_LOCK == 0
+            || self.inner.shared.load(std::sync::atomic::Ordering::Relaxed)
+        {
             return Ok(());
         }
         let mut held = self.inner.lock_held.lock().await;

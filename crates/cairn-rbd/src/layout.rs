@@ -55,7 +55,7 @@ impl Layout {
         let object_size = 1u64 << order;
         let stripe_unit = if stripe_unit == 0 { object_size } else { stripe_unit };
         let stripe_count = if stripe_count == 0 { 1 } else { stripe_count };
-        if stripe_unit > object_size || object_size % stripe_unit != 0 {
+        if stripe_unit > object_size || !object_size.is_multiple_of(stripe_unit) {
             return Err(Error::einval(format!(
                 "stripe unit {stripe_unit} is not a factor of the object size {object_size}"
             )));
