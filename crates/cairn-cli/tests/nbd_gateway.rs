@@ -141,6 +141,7 @@ fn qemu_and_fio_use_cairn_images_over_nbd() {
             "--verify_fatal=1",
             "--do_verify=1",
             "--group_reporting",
+            "--verify_state_save=0",
             "--output-format=json",
         ])
         .stdout(Stdio::piped())
