@@ -15,7 +15,7 @@ pub const USAGE: &str =
     "usage: cairn nbd serve [--listen ADDR:PORT | --socket PATH] [--read-only] [--shared] \
                          POOL/IMAGE[@SNAP]...";
 
-/// An image as an NBD export. Every acknowledged write is already durable on all replicas, so a
+/// An image as an NBD export. All connections share one image handle (and its cache), so a
 /// flush on any connection covers writes completed on every connection (`CAN_MULTI_CONN`).
 struct RbdDevice {
     image: Image,
@@ -44,10 +44,19 @@ impl BlockDevice for RbdDevice {
     fn read(&self, offset: u64, len: u32) -> BoxFuture<'_, Result<Bytes>> {
         Box::pin(self.image.read(offset, len as u64))
     }
-    fn write(&self, offset: u64, data: Bytes, _fua: bool) -> BoxFuture<'_, Result<()>> {
+    /// With the `rbd cache` in write-back mode a write is acknowledged from the cache; FUA
+    /// asks for it to be durable first.
+    fn write(&self, offset: u64, data: Bytes, fua: bool) -> BoxFuture<'_, Result<()>> {
         let len = data.len();
         Box::pin(async move {
-            self.image.write(offset, data).await.inspect_err(|e| {
+            let written = async {
+                self.image.write(offset, data).await?;
+                if fua {
+                    self.image.flush().await?;
+                }
+                Ok(())
+            };
+            written.await.inspect_err(|e: &Error| {
                 tracing::warn!(image = self.image.name(), offset, len, error = %e, errno = e.errno, "write failed")
             })
         })

@@ -219,3 +219,58 @@ fn osd_killed_during_flatten_and_import_leaves_images_intact() {
         imp.close().await.unwrap();
     });
 }
+
+#[test]
+fn rbd_cache_acknowledges_from_memory_and_flush_makes_writes_durable() {
+    let c = Cluster::up(3, 1);
+    c.ok(&["osd", "pool", "create", "rbd", "8"]);
+    c.wait_clean(3, Duration::from_secs(60));
+    rt().block_on(async {
+        let base = std::fs::read_to_string(c.conf()).unwrap();
+        let connect = |extra: &str| {
+            let conf = cairn_types::conf::Conf::parse(&format!("{base}\n[client]\n{extra}\n")).unwrap();
+            async move { cairn_client::Rados::connect_conf(&conf, "client.admin").await.unwrap() }
+        };
+        let writeback = connect(
+            "rbd cache = true\nrbd cache writethrough until flush = false\nrbd cache max dirty = 4M\n\
+             rbd cache target dirty = 4M\nrbd cache max dirty age = 600",
+        )
+        .await;
+        let observer = c.client().await.ioctx("rbd").unwrap();
+        let io = writeback.ioctx("rbd").unwrap();
+        let opts = CreateOptions { features: Some(1), ..Default::default() };
+        cairn_rbd::create(&io, "cached", 16 * MIB, &opts).await.unwrap();
+        let img = Image::open(&io, "cached", None, false).await.unwrap();
+        let other = Image::open(&observer, "cached", None, true).await.unwrap();
+        let data = payload(5, MIB as usize);
+        img.write(MIB, data.clone()).await.unwrap();
+        assert!(img.read(MIB, MIB).await.unwrap() == data, "the writer reads its cached write");
+        assert!(other.read(MIB, MIB).await.unwrap().iter().all(|b| *b == 0), "not written back yet");
+        img.flush().await.unwrap();
+        assert!(other.read(MIB, MIB).await.unwrap() == data, "durable after flush");
+        // Past `max dirty`, the write itself waits for write-back.
+        let big = payload(6, (5 * MIB) as usize);
+        img.write(8 * MIB, big.clone()).await.unwrap();
+        assert!(other.read(8 * MIB, 5 * MIB).await.unwrap() == big, "written back at max dirty");
+        img.close().await.unwrap();
+
+        // `writethrough until flush` (the default): straight to the cluster until a flush.
+        let wt = connect("rbd cache = true").await.ioctx("rbd").unwrap();
+        let img = Image::open(&wt, "cached", None, false).await.unwrap();
+        img.write(0, payload(7, 4096)).await.unwrap();
+        assert!(other.read(0, 4096).await.unwrap() == payload(7, 4096));
+        img.flush().await.unwrap();
+        img.write(0, payload(8, 4096)).await.unwrap();
+        assert!(other.read(0, 4096).await.unwrap() == payload(7, 4096), "write-back after the first flush");
+        img.close().await.unwrap();
+        assert!(other.read(0, 4096).await.unwrap() == payload(8, 4096), "close writes back");
+
+        // `rbd cache = false`: always write-through.
+        let off = connect("rbd cache = false").await.ioctx("rbd").unwrap();
+        let img = Image::open(&off, "cached", None, false).await.unwrap();
+        img.flush().await.unwrap();
+        img.write(0, payload(9, 4096)).await.unwrap();
+        assert!(other.read(0, 4096).await.unwrap() == payload(9, 4096));
+        img.close().await.unwrap();
+    });
+}

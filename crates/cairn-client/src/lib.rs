@@ -31,6 +31,9 @@ struct Inner {
     client_id: u64,
     next_tid: AtomicU64,
     op_timeout: Duration,
+    /// The configuration and entity this handle was connected with (librbd reads its options,
+    /// e.g. `rbd cache`, from here).
+    conf: std::sync::OnceLock<(Conf, String)>,
 }
 
 /// What a mon command answered: Ceph's (return code, status string, output data).
@@ -64,6 +67,7 @@ impl Rados {
                 client_id: rand::random::<u64>() | 1,
                 next_tid: AtomicU64::new(1),
                 op_timeout,
+                conf: std::sync::OnceLock::new(),
             }),
         })
     }
@@ -92,7 +96,14 @@ impl Rados {
         };
         let op_timeout = secs("rados osd op timeout", DEFAULT_OP_TIMEOUT)?;
         let mount_timeout = secs("client mount timeout", DEFAULT_MOUNT_TIMEOUT)?;
-        Rados::connect(mons, op_timeout, mount_timeout).await
+        let rados = Rados::connect(mons, op_timeout, mount_timeout).await?;
+        let _ = rados.inner.conf.set((conf.clone(), entity.to_string()));
+        Ok(rados)
+    }
+
+    /// The configuration this handle was connected with and its entity, if any.
+    pub fn conf(&self) -> Option<(&Conf, &str)> {
+        self.inner.conf.get().map(|(c, e)| (c, e.as_str()))
     }
 
     pub fn map(&self) -> Arc<ClusterMap> {

@@ -1,6 +1,7 @@
 //! An open image: I/O striped over its data objects, snapshots, clone read-through and copy-up,
 //! flatten, resize, diffs, locks and watches.
 
+use crate::cache::{CacheConfig, WriteCache};
 use crate::layout::{self, Layout, ObjectExtent};
 use crate::{features, now_ms, now_secs, Progress};
 use bytes::{Bytes, BytesMut};
@@ -73,6 +74,7 @@ struct Inner {
     lock_held: tokio::sync::Mutex<bool>,
     /// Writers coordinate themselves (`cairn nbd serve --shared`): no exclusive lock.
     shared: std::sync::atomic::AtomicBool,
+    cache: WriteCache,
     closed: tokio::sync::watch::Sender<bool>,
 }
 
@@ -120,6 +122,10 @@ impl Image {
             }
         };
         let state = State::new(header)?;
+        let cache_cfg = match io.rados().conf() {
+            Some((conf, entity)) => CacheConfig::from_conf(conf, entity)?,
+            None => CacheConfig::default(),
+        };
         let mut io = io.clone();
         io.read_snap = snap.as_ref().map(|s| s.0);
         let (closed, _) = tokio::sync::watch::channel(false);
@@ -136,6 +142,7 @@ impl Image {
                 watch_cookie: rand::random::<u64>() >> 1,
                 lock_held: tokio::sync::Mutex::new(false),
                 shared: std::sync::atomic::AtomicBool::new(false),
+                cache: WriteCache::new(cache_cfg),
                 closed,
             }),
         };
@@ -188,19 +195,25 @@ impl Image {
         self.inner.state.read().expect("image state lock")
     }
 
-    /// Re-reads the header (snapshots, size, parent).
+    /// Re-reads the header (snapshots, size, parent). Cached writes acknowledged before a new
+    /// snapshot are written back first, so the snapshot has them.
     pub async fn refresh(&self) -> Result<()> {
         let header = get_header(&self.inner.io, &self.inner.header_oid).await?;
+        if header.snap_seq != self.state().header.snap_seq && self.inner.cache.dirty_bytes() > 0 {
+            self.write_back().await?;
+        }
         *self.inner.state.write().expect("image state lock") = State::new(header)?;
         Ok(())
     }
 
-    /// Stops the watch and releases the exclusive lock if held.
+    /// Writes back the cache, stops the watch and releases the exclusive lock if held.
     pub async fn close(&self) -> Result<()> {
-        self.inner.closed.send_replace(true);
         if self.inner.read_only {
+            self.inner.closed.send_replace(true);
             return Ok(());
         }
+        self.write_back().await?;
+        self.inner.closed.send_replace(true);
         let mut held = self.inner.lock_held.lock().await;
         if *held {
             let call = ClsCall::LockRelease {
@@ -266,6 +279,7 @@ impl Image {
             let at = (e.image_offset - offset) as usize;
             out[at..at + data.len()].copy_from_slice(&data);
         }
+        self.inner.cache.overlay(offset, &mut out);
         Ok(out.freeze())
     }
 
@@ -301,16 +315,19 @@ impl Image {
         }
     }
 
-    async fn parent_image(&self, p: &ParentSpec) -> Result<Image> {
-        let key = (p.pool, p.image_id.clone(), p.snap_id);
-        if let Some(img) = self.inner.parents.lock().expect("parents lock").get(&key) {
-            return Ok(img.clone());
-        }
-        let io = self.inner.io.rados().ioctx_by_id(p.pool)?;
-        let name = crate::image_name(&io, &p.image_id).await.unwrap_or_else(|_| p.image_id.clone());
-        let img = Image::open_by_id(&io, &p.image_id, &name, Some(SnapRef::Id(p.snap_id)), true).await?;
-        self.inner.parents.lock().expect("parents lock").insert(key, img.clone());
-        Ok(img)
+    /// Boxed: opening a parent is where the image's async call graph loops back on itself.
+    fn parent_image<'a>(&'a self, p: &'a ParentSpec) -> futures::future::BoxFuture<'a, Result<Image>> {
+        Box::pin(async move {
+            let key = (p.pool, p.image_id.clone(), p.snap_id);
+            if let Some(img) = self.inner.parents.lock().expect("parents lock").get(&key) {
+                return Ok(img.clone());
+            }
+            let io = self.inner.io.rados().ioctx_by_id(p.pool)?;
+            let name = crate::image_name(&io, &p.image_id).await.unwrap_or_else(|_| p.image_id.clone());
+            let img = Image::open_by_id(&io, &p.image_id, &name, Some(SnapRef::Id(p.snap_id)), true).await?;
+            self.inner.parents.lock().expect("parents lock").insert(key, img.clone());
+            Ok(img)
+        })
     }
 
     fn data_object(&self, object_no: u64) -> String {
@@ -325,11 +342,27 @@ impl Image {
         io
     }
 
-    /// Writes `data` at `offset`.
+    /// Writes `data` at `offset`: into the cache in write-back mode (durable at the next
+    /// [`Image::flush`]), else to the cluster (durable on every replica when this returns).
     pub async fn write(&self, offset: u64, data: Bytes) -> Result<()> {
         self.check_writable()?;
         self.check_range(offset, data.len() as u64)?;
         self.acquire_lock_if_needed().await?;
+        let cache = &self.inner.cache;
+        match cache.try_write(offset, data.clone()) {
+            Some(dirty) if dirty > cache.cfg.max_dirty => self.write_back().await,
+            Some(dirty) => {
+                if dirty > cache.cfg.target_dirty && cache.flush_lock.try_lock().is_ok() {
+                    let image = self.clone();
+                    tokio::spawn(async move { image.write_back().await });
+                }
+                Ok(())
+            }
+            None => self.write_through(offset, data).await,
+        }
+    }
+
+    async fn write_through(&self, offset: u64, data: Bytes) -> Result<()> {
         let extents = self.layout().extents(offset, data.len() as u64);
         let io = self.write_io();
         futures::stream::iter(extents)
@@ -387,6 +420,7 @@ impl Image {
         self.check_writable()?;
         self.check_range(offset, len)?;
         self.acquire_lock_if_needed().await?;
+        self.write_back().await?;
         let layout = self.layout();
         let io = self.write_io();
         futures::stream::iter(layout.extents(offset, len))
@@ -430,9 +464,28 @@ impl Image {
         }
     }
 
-    /// Every write acknowledged so far is durable on every replica (writes are synchronous).
+    /// Makes every write acknowledged so far durable on every replica (writes the cache back).
+    /// After the user's first flush, a cache in `writethrough until flush` mode turns
+    /// write-back (the user has shown it flushes).
     pub async fn flush(&self) -> Result<()> {
+        self.write_back().await?;
+        self.inner.cache.user_flushed();
         Ok(())
+    }
+
+    /// Writes the cache back (internal flushes do not change the cache's mode).
+    async fn write_back(&self) -> Result<()> {
+        let cache = &self.inner.cache;
+        let _one = cache.flush_lock.lock().await;
+        let batch = cache.take_dirty();
+        let result = futures::stream::iter(batch)
+            .map(|(o, b)| self.write_through(o, b))
+            .buffer_unordered(IO_CONCURRENCY)
+            .try_collect::<Vec<()>>()
+            .await
+            .map(drop);
+        cache.finish_flush(result.is_ok());
+        result
     }
 
     /// Grows or shrinks the image; shrinking needs `allow_shrink` and drops the data past the
@@ -440,6 +493,7 @@ impl Image {
     pub async fn resize(&self, size: u64, allow_shrink: bool, progress: &Progress<'_>) -> Result<()> {
         self.check_writable()?;
         self.acquire_lock_if_needed().await?;
+        self.write_back().await?;
         let old = self.size();
         if size < old && !allow_shrink {
             return Err(Error::einval(
@@ -516,6 +570,7 @@ impl Image {
     pub async fn snap_create(&self, name: &str) -> Result<u64> {
         self.check_writable()?;
         validate_snap_name(name)?;
+        self.write_back().await?;
         self.refresh().await?;
         if self.state().header.user_snap_named(name).is_some() {
             return Err(Error::eexist(format!("snapshot '{name}' already exists")));
@@ -625,6 +680,7 @@ impl Image {
     pub async fn snap_rollback(&self, name: &str, progress: &Progress<'_>) -> Result<()> {
         self.check_writable()?;
         self.acquire_lock_if_needed().await?;
+        self.write_back().await?;
         self.refresh().await?;
         let snap = self.snap_named(name)?;
         let count = self.layout().object_count(self.size().max(snap.size));
@@ -704,6 +760,7 @@ impl Image {
     pub async fn flatten(&self, progress: &Progress<'_>) -> Result<()> {
         self.check_writable()?;
         self.acquire_lock_if_needed().await?;
+        self.write_back().await?;
         self.refresh().await?;
         let Some(parent) = self.parent_spec() else {
             return Err(Error::einval(format!("image {} is not a clone", self.inner.name)));
@@ -908,6 +965,11 @@ impl Image {
             }
             if Arc::strong_count(&self.inner) <= 1 {
                 return; // Every user dropped the image.
+            }
+            if self.inner.cache.oldest_age().is_some_and(|age| age >= self.inner.cache.cfg.max_dirty_age) {
+                if let Err(e) = self.write_back().await {
+                    tracing::warn!(image = %self.inner.name, error = %e, "cache writeback failed; retrying");
+                }
             }
             if let Err(e) = self.refresh().await {
                 tracing::debug!(image = %self.inner.name, error = %e, "header refresh failed");

@@ -183,7 +183,7 @@ mod tests {
 
     proptest! {
         #[test]
-        fn extents_and_object_to_image_agree(order in 12u8..16, su_shift in 0u32..4, sc in 1u64..5,
+        fn extents_and_object_to_image_agree(order in 15u8..19, su_shift in 0u32..4, sc in 1u64..5,
                                              off in 0u64..300_000, len in 0u64..200_000) {
             let object_size = 1u64 << order;
             let su = object_size >> su_shift;

@@ -6,9 +6,11 @@
 //! a clone reads its parent's snapshot where it has no object of its own and copies the
 //! parent's data up on its first write to an object.
 
+pub mod cache;
 pub mod image;
 pub mod layout;
 
+pub use cache::CacheConfig;
 pub use image::{Image, ImageInfo, ParentInfo};
 pub use layout::Layout;
 
