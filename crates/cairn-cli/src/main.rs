@@ -8,6 +8,7 @@ mod moncmd;
 mod nbd;
 mod output;
 mod rados;
+mod rbd;
 mod up;
 
 use args::Global;
@@ -31,6 +32,7 @@ fn run(global: Global, words: Vec<String>) -> Result<ExitCode, Error> {
     match first {
         "" | "help" | "--help" | "-h" => {
             print!("{}", args::USAGE);
+            println!("\nBlock images (as `rbd ...`): cairn rbd help");
             println!("\nMonitor commands:\n{}", moncmd::help_text());
             Ok(ExitCode::SUCCESS)
         }
@@ -49,6 +51,7 @@ fn run(global: Global, words: Vec<String>) -> Result<ExitCode, Error> {
         "up" => up::up(&global, &words[1..]),
         "down" => up::down(&global, &words[1..]),
         "rados" => rados::main(&global, &words[1..]),
+        "rbd" => Ok(rbd::main(&global, &words[1..])),
         "nbd" => nbd::main(&global, &words[1..]),
         "daemon" => rados::admin_command(&global, &words[1..]),
         _ => output::mon_command(&global, &words),

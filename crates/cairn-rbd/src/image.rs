@@ -934,6 +934,11 @@ impl Image {
         format!("client.{}", self.inner.io.rados().client_id())
     }
 
+    /// How `rbd status` and `rbd lock ls` show this client.
+    fn address(&self) -> String {
+        format!("client.{}/{}", self.inner.io.rados().client_id(), std::process::id())
+    }
+
     fn lock_cookie(&self) -> String {
         format!("auto {}", self.inner.watch_cookie)
     }
@@ -948,7 +953,7 @@ impl Image {
         let watcher = Watcher {
             cookie: self.inner.watch_cookie,
             owner: self.owner(),
-            address: format!("client.{}/{}", self.inner.io.rados().client_id(), std::process::id()),
+            address: self.address(),
             seen_snap_seq: self.state().header.snap_seq,
             expires_ms: now_ms() + WATCH_TIMEOUT.as_millis() as u64,
         };
@@ -1006,7 +1011,7 @@ impl Image {
         let holder = LockHolder {
             owner: self.owner(),
             cookie: self.lock_cookie(),
-            address: String::new(),
+            address: self.address(),
             description: String::new(),
             expires_ms: 0,
         };
@@ -1026,7 +1031,10 @@ impl Image {
                 let live = self.watchers().await?;
                 for h in &state.holders {
                     let alive = live.iter().any(|w| format!("auto {}", w.cookie) == h.cookie);
-                    if alive {
+                    // Only a managed lock of a writer whose watch is gone is stale; an advisory
+                    // lock (`rbd lock add`) stays until its owner removes it.
+                    let managed = state.tag == "internal" && h.cookie.starts_with("auto ");
+                    if alive || !managed {
                         return Err(Error::new(
                             errno::EBUSY,
                             format!("image {} is locked by another client ({})", self.inner.name, h.owner),
@@ -1057,7 +1065,7 @@ impl Image {
         let holder = LockHolder {
             owner: self.owner(),
             cookie: cookie.into(),
-            address: String::new(),
+            address: self.address(),
             description: String::new(),
             expires_ms: 0,
         };

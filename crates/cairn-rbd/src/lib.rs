@@ -7,6 +7,7 @@
 //! parent's data up on its first write to an object.
 
 pub mod cache;
+pub mod diff;
 pub mod image;
 pub mod layout;
 
