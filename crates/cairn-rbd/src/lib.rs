@@ -383,7 +383,8 @@ pub(crate) async fn detach_child(
     Ok(())
 }
 
-/// Copies image `src` (at its open snapshot, if any) into a new image (`rbd cp`).
+/// Copies image `src` (at its open snapshot, if any), with its metadata, into a new image
+/// (`rbd cp`). A copy that fails part way is removed again.
 pub async fn copy(src: &Image, dst_io: &IoCtx, dst_name: &str, progress: &Progress<'_>) -> Result<()> {
     let h = src.header();
     let opts = CreateOptions {
@@ -395,6 +396,22 @@ pub async fn copy(src: &Image, dst_io: &IoCtx, dst_name: &str, progress: &Progre
     let size = src.size();
     create(dst_io, dst_name, size, &opts).await?;
     let dst = Image::open(dst_io, dst_name, None, false).await?;
+    let copied = copy_content(src, &dst, progress).await;
+    let closed = dst.close().await;
+    match copied.and(closed) {
+        Ok(()) => Ok(()),
+        Err(e) => {
+            let _ = remove(dst_io, dst_name, &no_progress).await;
+            Err(e)
+        }
+    }
+}
+
+async fn copy_content(src: &Image, dst: &Image, progress: &Progress<'_>) -> Result<()> {
+    for (key, value) in src.metadata_list().await? {
+        dst.metadata_set(&key, &value).await?;
+    }
+    let size = src.size();
     let chunk = src.layout().object_size * src.layout().stripe_count;
     let mut extents = Vec::new();
     src.diff_iterate(None, 0, size, true, &mut |o, l, exists| {
@@ -418,7 +435,7 @@ pub async fn copy(src: &Image, dst_io: &IoCtx, dst_name: &str, progress: &Progre
             progress(done, size);
         }
     }
-    dst.close().await
+    Ok(())
 }
 
 /// One entry of `rbd trash ls`.
