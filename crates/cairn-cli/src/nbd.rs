@@ -196,3 +196,116 @@ mod tests {
         assert!(parse_spec("vms/a@").is_err());
     }
 }
+
+/// Where `rbd device map` keeps what it mapped: one file per device (`nbd0`) holding the
+/// gateway's pid, socket and image spec.
+fn device_state_dir() -> std::path::PathBuf {
+    std::env::var_os("CAIRN_RUN_DIR").map_or_else(|| "/run/cairn".into(), Into::into)
+}
+
+/// `cairn rbd device map|unmap|list [-t nbd] …`: attaches images to the kernel's `/dev/nbdX`
+/// through a gateway on a Unix socket and the `nbd-client` tool. Says so plainly where the
+/// kernel has no nbd module or the tool is missing.
+pub fn device(global: &Global, args: &[String]) -> Result<ExitCode> {
+    let mut words = args.to_vec();
+    if let Some(t) = take_opt(&mut words, &["-t", "--device-type"])? {
+        if t != "nbd" {
+            return Err(Error::einval(format!(
+                "rbd: unsupported device type '{t}' (Cairn maps images with nbd)"
+            )));
+        }
+    }
+    let read_only = take_flag(&mut words, &["--read-only"]);
+    let state = device_state_dir();
+    match words.first().map(String::as_str) {
+        Some("list") | Some("ls") => {
+            let mut rows = Vec::new();
+            for entry in std::fs::read_dir(&state).into_iter().flatten().flatten() {
+                let text = std::fs::read_to_string(entry.path()).unwrap_or_default();
+                let mut it = text.lines();
+                let (pid, spec) = (it.next().unwrap_or(""), it.nth(1).unwrap_or(""));
+                let dev = entry.file_name().to_string_lossy().into_owned();
+                rows.push(format!("{pid:<8} {spec:<40} /dev/{dev}"));
+            }
+            if !rows.is_empty() {
+                println!("{:<8} {:<40} DEVICE", "PID", "IMAGE");
+                rows.iter().for_each(|r| println!("{r}"));
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Some("map") => {
+            let spec = words.get(1).ok_or_else(|| Error::einval("rbd: image name was not specified"))?;
+            parse_spec(spec)?;
+            if !std::path::Path::new("/sys/module/nbd").exists() {
+                return Err(Error::new(
+                    libc::ENODEV,
+                    "rbd: the kernel's nbd module is not loaded (run 'modprobe nbd'); without it, serve the \
+                     image with 'cairn nbd serve' and connect QEMU to it directly",
+                ));
+            }
+            let device = (0..256)
+                .map(|i| format!("nbd{i}"))
+                .find(|d| {
+                    std::path::Path::new(&format!("/dev/{d}")).exists()
+                        && std::fs::read_to_string(format!("/sys/block/{d}/size"))
+                            .is_ok_and(|s| s.trim() == "0")
+                })
+                .ok_or_else(|| Error::new(libc::EBUSY, "rbd: no free /dev/nbd device"))?;
+            std::fs::create_dir_all(&state).map_err(Error::from)?;
+            let socket = state.join(format!("{device}.sock"));
+            let mut gateway = std::process::Command::new(std::env::current_exe().map_err(Error::from)?);
+            if let Some(conf) = &global.conf_path {
+                gateway.arg("-c").arg(conf);
+            }
+            gateway.args(["--name", &global.name, "nbd", "serve", "--socket"]).arg(&socket);
+            if read_only {
+                gateway.arg("--read-only");
+            }
+            let child = gateway.arg(spec).stdin(std::process::Stdio::null()).spawn().map_err(Error::from)?;
+            for _ in 0..100 {
+                if socket.exists() {
+                    break;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(100));
+            }
+            let status = std::process::Command::new("nbd-client")
+                .args(["-unix"])
+                .arg(&socket)
+                .arg(format!("/dev/{device}"))
+                .args(["-N", spec])
+                .status();
+            match status {
+                Ok(s) if s.success() => {}
+                other => {
+                    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+                    let why = match other {
+                        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                            "the nbd-client tool is not installed (apt-get install nbd-client)".to_string()
+                        }
+                        Err(e) => e.to_string(),
+                        Ok(s) => format!("nbd-client failed ({s})"),
+                    };
+                    return Err(Error::eio(format!("rbd: mapping {spec} failed: {why}")));
+                }
+            }
+            let record = format!("{}\n{}\n{spec}\n", child.id(), socket.display());
+            std::fs::write(state.join(&device), record).map_err(Error::from)?;
+            println!("/dev/{device}");
+            Ok(ExitCode::SUCCESS)
+        }
+        Some("unmap") => {
+            let target =
+                words.get(1).ok_or_else(|| Error::einval("rbd: device or image was not specified"))?;
+            let dev = target.trim_start_matches("/dev/").to_string();
+            let record = std::fs::read_to_string(state.join(&dev))
+                .map_err(|_| Error::einval(format!("rbd: {target} is not mapped by Cairn")))?;
+            let _ = std::process::Command::new("nbd-client").args(["-d", &format!("/dev/{dev}")]).status();
+            if let Some(pid) = record.lines().next().and_then(|p| p.parse::<i32>().ok()) {
+                unsafe { libc::kill(pid, libc::SIGTERM) };
+            }
+            let _ = std::fs::remove_file(state.join(&dev));
+            Ok(ExitCode::SUCCESS)
+        }
+        _ => Err(Error::einval("usage: cairn rbd device map|unmap|list [-t nbd] [--read-only] IMAGE|DEVICE")),
+    }
+}

@@ -65,7 +65,11 @@ const MAX_BENCH_IO_BYTES: u64 = 64 << 20;
 const BENCH_WINDOW: usize = 5;
 
 pub fn main(global: &Global, args: &[String]) -> ExitCode {
-    match run(global, args) {
+    let result = match args.first().map(String::as_str) {
+        Some("device") => crate::nbd::device(global, &args[1..]),
+        _ => run(global, args),
+    };
+    match result {
         Ok(code) => code,
         Err(e) => {
             if !e.message.is_empty() {

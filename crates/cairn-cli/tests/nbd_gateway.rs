@@ -181,3 +181,29 @@ fn qemu_and_fio_use_cairn_images_over_nbd() {
     let out = run("qemu-io", &["-f", "raw", "-r", "-c", "read -P 0xcd 60M 4096", &snap_url]);
     assert!(!out.contains("Pattern verification failed"), "{out}");
 }
+
+#[test]
+fn device_map_says_clearly_when_the_kernel_has_no_nbd_module() {
+    if std::path::Path::new("/sys/module/nbd").exists() {
+        eprintln!("skipping: this kernel has the nbd module (mapping is exercised by hand, see docs/nbd.md)");
+        return;
+    }
+    let out = Command::new(env!("CARGO_BIN_EXE_cairn"))
+        .args(["rbd", "device", "map", "-t", "nbd", "rbd/vol"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(libc::ENODEV), "{err}");
+    assert!(err.contains("nbd module is not loaded"), "{err}");
+    let out = Command::new(env!("CARGO_BIN_EXE_cairn"))
+        .args(["rbd", "device", "map", "-t", "krbd", "rbd/vol"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(libc::EINVAL));
+    let out = Command::new(env!("CARGO_BIN_EXE_cairn"))
+        .args(["rbd", "device", "list"])
+        .env("CAIRN_RUN_DIR", std::env::temp_dir().join("cairn-no-devices"))
+        .output()
+        .unwrap();
+    assert!(out.status.success() && out.stdout.is_empty(), "nothing mapped, nothing listed");
+}
