@@ -79,19 +79,23 @@ fn qemu_and_fio_use_cairn_images_over_nbd() {
     let dir = tempfile::tempdir().unwrap();
     rt().block_on(async {
         let io = c.client().await.ioctx("rbd").unwrap();
-        cairn_rbd::create(&io, "vol", 64 * MIB, &CreateOptions::default()).await.unwrap();
+        cairn_rbd::create(&io, "vol", 256 * MIB, &CreateOptions::default()).await.unwrap();
     });
     let port = free_port();
     let gw = serve(&c, port, &["rbd/vol"]).unwrap();
     let url = format!("nbd://127.0.0.1:{port}/rbd/vol");
 
     let info = run("qemu-img", &["info", "--output=json", &url]);
-    assert!(info.contains("\"virtual-size\": 67108864"), "{info}");
+    assert!(info.contains("\"virtual-size\": 268435456"), "{info}");
+    if have("nbdinfo") {
+        let list = run("nbdinfo", &["--list", &format!("nbd://127.0.0.1:{port}")]);
+        assert!(list.contains("rbd/vol") && list.contains("268435456"), "{list}");
+    }
 
     // A raw file with data and holes goes in and compares identical.
     let raw = dir.path().join("disk.raw");
     let f = std::fs::File::create(&raw).unwrap();
-    f.set_len(64 * MIB).unwrap();
+    f.set_len(256 * MIB).unwrap();
     use std::os::unix::fs::FileExt;
     for (i, off) in [0u64, 5 * MIB + 123, 40 * MIB].iter().enumerate() {
         f.write_all_at(&payload(i as u64, 300_000), *off).unwrap();
@@ -121,6 +125,20 @@ fn qemu_and_fio_use_cairn_images_over_nbd() {
     let out = run("qemu-io", &args);
     assert!(!out.contains("Pattern verification failed"), "{out}");
 
+    // A qcow2 file converted into the image reads back equal to its raw form.
+    let qcow = dir.path().join("disk.qcow2");
+    run("qemu-img", &["create", "-q", "-f", "qcow2", qcow.to_str().unwrap(), "256M"]);
+    run(
+        "qemu-io",
+        &["-f", "qcow2", "-c", "write -P 0x5a 3M 1M", "-c", "write -z 10M 1M", qcow.to_str().unwrap()],
+    );
+    run("qemu-img", &["convert", "-n", "-f", "qcow2", "-O", "raw", qcow.to_str().unwrap(), &url]);
+    run("qemu-img", &["compare", "-f", "qcow2", "-F", "raw", qcow.to_str().unwrap(), &url]);
+    if have("nbdinfo") {
+        let map = run("nbdinfo", &["--map", &url]);
+        assert!(map.contains("hole"), "nbdinfo --map shows holes: {map}");
+    }
+
     // A second read-write gateway for the same image is refused by the exclusive lock.
     let err = serve(&c, free_port(), &["rbd/vol"]).err().expect("second writer refused");
     assert!(err.contains("in use by another writer"), "{err}");
@@ -135,8 +153,8 @@ fn qemu_and_fio_use_cairn_images_over_nbd() {
             "--bs=4k",
             "--iodepth=16",
             "--numjobs=4",
-            "--size=8M",
-            "--offset_increment=8M",
+            "--size=64M",
+            "--offset_increment=64M",
             "--verify=crc32c",
             "--verify_fatal=1",
             "--do_verify=1",
@@ -156,7 +174,7 @@ fn qemu_and_fio_use_cairn_images_over_nbd() {
     let text = String::from_utf8_lossy(&out.stdout);
     let json: serde_json::Value = serde_json::from_str(&text[text.find('{').unwrap_or(0)..]).unwrap();
     assert_eq!(json["jobs"][0]["error"], 0, "fio reported an error");
-    assert!(json["jobs"][0]["write"]["io_bytes"].as_u64().unwrap() >= 32 * MIB);
+    assert!(json["jobs"][0]["write"]["io_bytes"].as_u64().unwrap() >= 256 * MIB);
     c.start("osd.2");
     drop(gw);
 
