@@ -134,6 +134,20 @@ impl SessionKey {
     }
 }
 
+impl SessionKey {
+    /// The raw key, for tests that prove it never crosses the wire. Named so every use stands out.
+    pub fn expose(&self) -> &[u8; KEY_LEN] {
+        &self.0
+    }
+}
+
+impl ConnKey {
+    /// The raw key, for tests that prove it never crosses the wire. Named so every use stands out.
+    pub fn expose(&self) -> &[u8; KEY_LEN] {
+        &self.0
+    }
+}
+
 impl Drop for SessionKey {
     fn drop(&mut self) {
         self.0.zeroize();
@@ -371,6 +385,13 @@ pub struct ClientTicket {
     session_key: SessionKey,
 }
 
+impl ClientTicket {
+    /// The ticket's session key (see [`SessionKey::expose`]).
+    pub fn session_key(&self) -> &SessionKey {
+        &self.session_key
+    }
+}
+
 /// What the mon grants a client that proved its identity.
 #[derive(Debug, Clone, Copy)]
 pub struct Issue<'a> {
@@ -519,6 +540,47 @@ impl ServiceHandshake {
         let conn_key = conn_key(&ticket.session_key, cn, sn);
         Ok(Accepted { ticket, conn_key, reply })
     }
+}
+
+// ---------------------------------------------------------------- rotating keys to daemons
+
+fn service_keys_key(secret: &Secret, entity: &EntityName, service: &str) -> Zeroizing<[u8; KEY_LEN]> {
+    crypto::kdf(secret.expose(), "service-keys", &[entity.to_string().as_bytes(), service.as_bytes()])
+}
+
+/// Mon → a daemon of `service` (Ceph's rotating keys): the service's ticket keys sealed under a
+/// key derived from the daemon's own secret, with the daemon's fresh request nonce as
+/// associated data, so only that daemon opens them and a recorded reply is useless to replay.
+pub fn seal_service_keys(
+    secret: &Secret,
+    entity: &EntityName,
+    service: &str,
+    nonce: &Nonce,
+    keys: &ServiceKeys,
+) -> Result<Vec<u8>> {
+    let plain = Zeroizing::new(postcard::to_allocvec(keys).map_err(|e| Error::einval(e.to_string()))?);
+    Ok(crypto::seal(&service_keys_key(secret, entity, service), nonce, &plain))
+}
+
+/// Opens what [`seal_service_keys`] sealed for us. EACCES when it does not authenticate.
+pub fn open_service_keys(
+    secret: &Secret,
+    entity: &EntityName,
+    service: &str,
+    nonce: &Nonce,
+    blob: &[u8],
+) -> Result<ServiceKeys> {
+    if blob.len() > MAX_MESSAGE_BYTES {
+        return Err(Error::einval("sealed service keys too large"));
+    }
+    let plain = crypto::open(&service_keys_key(secret, entity, service), nonce, blob)
+        .ok_or_else(|| denied(format!("{service} keys sealed for {entity} do not authenticate")))?;
+    decode(&plain)
+}
+
+/// A fresh random nonce (for requests whose replies must be fresh).
+pub fn random_nonce() -> Nonce {
+    crypto::random()
 }
 
 // ---------------------------------------------------------------- frame sealing
@@ -867,6 +929,28 @@ mod tests {
         assert_eq!(back, k);
         assert!(back.get(1).is_some() && back.get(2).is_some() && back.get(3).is_none());
         assert!(!format!("{k:?}").contains(&format!("{:?}", k.current.1.expose())));
+    }
+
+    #[test]
+    fn service_keys_reach_only_their_daemon() {
+        let c = cluster();
+        let osd: EntityName = "osd.3".parse().unwrap();
+        let secret = Secret::generate();
+        let nonce = random_nonce();
+        let blob = seal_service_keys(&secret, &osd, "osd", &nonce, &c.osd_keys).unwrap();
+        assert_eq!(open_service_keys(&secret, &osd, "osd", &nonce, &blob).unwrap(), c.osd_keys);
+        let other: EntityName = "osd.4".parse().unwrap();
+        let refused = [
+            open_service_keys(&Secret::generate(), &osd, "osd", &nonce, &blob),
+            open_service_keys(&secret, &other, "osd", &nonce, &blob),
+            open_service_keys(&secret, &osd, "mon", &nonce, &blob),
+            open_service_keys(&secret, &osd, "osd", &random_nonce(), &blob),
+        ];
+        for r in refused {
+            assert_eq!(r.unwrap_err().errno, errno::EACCES);
+        }
+        assert!(!contains_any_window(&blob, secret.expose()));
+        assert!(!contains_any_window(&blob, c.osd_keys.current.1.expose()));
     }
 
     #[test]

@@ -40,9 +40,10 @@ pub mod keyring;
 pub use caps::{ClassCall, MonAccess, MonCaps, OsdAccess, OsdCaps};
 pub use entity::{EntityName, EntityType};
 pub use handshake::{
-    Accepted, AuthReply, Authorizer, AuthorizerReply, Challenge, ClientAwaitingReply, ClientHandshake,
-    ClientProof, ClientSession, ClientTicket, ConnKey, FrameCipher, Hello, Issue, MonHandshake,
-    PendingAuthorizer, ServiceHandshake, ServiceHello, ServiceKeys, ServiceTicket, SessionKey, Side, Ticket,
+    open_service_keys, random_nonce, seal_service_keys, Accepted, AuthReply, Authorizer, AuthorizerReply,
+    Challenge, ClientAwaitingReply, ClientHandshake, ClientProof, ClientSession, ClientTicket, ConnKey,
+    FrameCipher, Hello, Issue, MonHandshake, PendingAuthorizer, ServiceHandshake, ServiceHello, ServiceKeys,
+    ServiceTicket, SessionKey, Side, Ticket,
 };
 pub use key::{CryptoKey, Secret};
 pub use keyring::{Keyring, KeyringEntry};

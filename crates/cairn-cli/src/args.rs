@@ -8,7 +8,9 @@ pub const USAGE: &str = "\
 usage: cairn [-c CONF] [--id ID | --name TYPE.ID] COMMAND ...
 
 Cluster:
-  cairn up [--dir DIR] [--osds N] [--daemon]   start (or restart) a local cluster
+  cairn up [--dir DIR] [--osds N] [--daemon] [--openstack]
+                                                start (or restart) a local cluster (cephx on;
+                                                --openstack: pools and users of the guides)
   cairn down [--dir DIR]                        stop it
   cairn mon --id ID [--data DIR]                run a monitor daemon
   cairn osd --id N [--data DIR]                 run an object storage daemon
@@ -27,9 +29,19 @@ Objects (as `rados ...`):
   cairn rados -p POOL setomapval|getomapval|rmomapkey|listomapkeys|listomapvals ...
   cairn rados bench -p POOL SECONDS write|seq|rand [-b SIZE] [-t CONCURRENCY] [--no-cleanup]
 
+Users and keys (as `ceph auth ...`; see docs/auth.md):
+  cairn auth get-or-create ENTITY [SERVICE CAPS]... [-o FILE] | get-or-create-key | add
+  cairn auth get ENTITY [-o FILE] | get-key | print-key | caps ENTITY SERVICE CAPS... | ls | rm
+  cairn auth import -i FILE | export [ENTITY]
+
 Options: -c/--conf FILE (else $CAIRN_CONF, ./cairn.conf, /etc/cairn/cairn.conf),
-         -f/--format plain|json|json-pretty
+         --id ID / --name TYPE.ID (default client.admin), -k/--keyring FILE,
+         -f/--format plain|json|json-pretty; $CEPH_ARGS and $CAIRN_ARGS hold more (e.g. \"--id volumes\")
 ";
+
+/// Environment variables whose words are read as global options before the command line's
+/// (Ceph's `CEPH_ARGS`; `CAIRN_ARGS` after it).
+pub const ARGS_ENV: [&str; 2] = ["CEPH_ARGS", "CAIRN_ARGS"];
 
 /// Options that apply to every command.
 #[derive(Debug, Clone, Default)]
@@ -39,20 +51,38 @@ pub struct Global {
     pub name: String,
     /// The bare `--id` value, which names the daemon for `cairn mon`/`cairn osd`.
     pub id: Option<String>,
+    /// `-k`/`--keyring`: overrides the conf's `keyring` for this command's entity.
+    pub keyring: Option<String>,
 }
 
 impl Global {
-    /// Loads the configuration file this command uses.
+    /// Loads the configuration file this command uses (with `--keyring` applied).
     pub fn conf(&self) -> Result<(PathBuf, Conf), Error> {
         let path = conf::locate(self.conf_path.as_deref())?;
-        let conf = Conf::load(&path)?;
+        let mut conf = Conf::load(&path)?;
+        if let Some(k) = &self.keyring {
+            // The entity's own section is the most specific: it wins over [client] and [global].
+            conf.set(&self.name, "keyring", k)?;
+        }
         Ok((path, conf))
     }
 }
 
-/// Splits the global options from the command words (they may appear anywhere, as in Ceph).
+/// Splits the global options from the command words (they may appear anywhere, as in Ceph);
+/// the words of `$CEPH_ARGS` and `$CAIRN_ARGS` come first, so the command line overrides them.
 pub fn split_global(argv: Vec<String>) -> Result<(Global, Vec<String>), Error> {
-    let mut g = Global { conf_path: None, name: "client.admin".into(), id: None };
+    let mut all: Vec<String> = Vec::new();
+    for var in ARGS_ENV {
+        if let Ok(v) = std::env::var(var) {
+            all.extend(v.split_whitespace().map(str::to_string));
+        }
+    }
+    all.extend(argv);
+    split_words(all)
+}
+
+fn split_words(argv: Vec<String>) -> Result<(Global, Vec<String>), Error> {
+    let mut g = Global { conf_path: None, name: "client.admin".into(), id: None, keyring: None };
     let mut words = Vec::new();
     let mut it = argv.into_iter();
     while let Some(a) = it.next() {
@@ -66,17 +96,23 @@ pub fn split_global(argv: Vec<String>) -> Result<(Global, Vec<String>), Error> {
                 g.id = Some(id);
             }
             "-n" | "--name" => g.name = value(&a)?,
-            "--cluster" | "-k" | "--keyring" => {
+            "-k" | "--keyring" => g.keyring = Some(value(&a)?),
+            "--cluster" => {
                 value(&a)?;
             }
             _ => {
                 if let Some(v) = a.strip_prefix("--conf=") {
                     g.conf_path = Some(v.into());
+                } else if let Some(v) = a.strip_prefix("--keyring=") {
+                    g.keyring = Some(v.to_string());
                 } else if let Some(v) = a.strip_prefix("--id=") {
                     g.name = format!("client.{v}");
                     g.id = Some(v.to_string());
                 } else if let Some(v) = a.strip_prefix("--name=") {
                     g.name = v.to_string();
+                } else if let Some(v) = a.strip_prefix("--user=") {
+                    g.name = format!("client.{v}");
+                    g.id = Some(v.to_string());
                 } else {
                     words.push(a);
                 }
@@ -137,4 +173,27 @@ pub fn parse_size(s: &str) -> Result<u64, Error> {
     };
     let n: u64 = num.parse().map_err(|_| Error::einval(format!("invalid size '{s}'")))?;
     n.checked_mul(mult).ok_or_else(|| Error::einval(format!("size '{s}' is too large")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn split(words: &[&str]) -> (Global, Vec<String>) {
+        split_words(words.iter().map(|w| w.to_string()).collect()).unwrap()
+    }
+
+    #[test]
+    fn identity_options() {
+        let (g, w) = split(&["--id", "glance", "osd", "lspools"]);
+        assert_eq!((g.name.as_str(), g.id.as_deref(), w.len()), ("client.glance", Some("glance"), 2));
+        let (g, _) = split(&["--name=client.cinder", "-k", "/etc/ceph/x.keyring", "-s"]);
+        assert_eq!((g.name.as_str(), g.keyring.as_deref()), ("client.cinder", Some("/etc/ceph/x.keyring")));
+        let (g, _) = split(&["--keyring=/k", "--user=nova"]);
+        assert_eq!((g.name.as_str(), g.keyring.as_deref()), ("client.nova", Some("/k")));
+        // Later words win, so the command line overrides CEPH_ARGS (which comes first).
+        let (g, _) = split(&["--id", "volumes", "--id", "admin"]);
+        assert_eq!(g.name, "client.admin");
+        assert!(split_words(vec!["--keyring".into()]).is_err());
+    }
 }

@@ -1,9 +1,12 @@
 //! `cairn mon` and `cairn osd`: the daemons, configured from the conf file as Ceph's are.
 
 use crate::args::{take_opt, Global};
+use cairn_auth::{EntityName, Keyring};
+use cairn_mon::auth::MonAuthConfig;
 use cairn_mon::raft::{MonRaft, RaftTiming};
 use cairn_mon::service::{Mon, MonConfig, TcpRaftTransport};
-use cairn_osd::OsdConfig;
+use cairn_osd::{OsdAuthConfig, OsdConfig};
+use cairn_proto::{AuthSettings, ClientAuth};
 use cairn_store::datadir::DataDir;
 use cairn_store::RedbStore;
 use cairn_types::conf::{parse_mon_hosts, Conf};
@@ -103,6 +106,35 @@ fn data_dir(words: &mut Vec<String>, conf: &Conf, entity: &str, key: &str) -> Re
         .ok_or_else(|| Error::einval(format!("no data directory: pass --data or set '{key}' in [{entity}]")))
 }
 
+/// A daemon's `keyring` defaults to `keyring` in its data directory, as Ceph's does.
+fn default_keyring(conf: &mut Conf, entity: &str, dir: &Path) -> Result<(), Error> {
+    if conf.get(entity, "keyring").is_none_or(|k| k.trim().is_empty()) {
+        conf.set(entity, "keyring", &dir.join("keyring").display().to_string())?;
+    }
+    Ok(())
+}
+
+/// The mon keyring: `mon.` (shared by every mon) and the entities that seed a new cluster's
+/// auth database. Required with cephx.
+fn mon_keyring(conf: &Conf, entity: &str, settings: &AuthSettings) -> Result<Keyring, Error> {
+    let path = conf.get(entity, "keyring").unwrap_or_default();
+    let path = path.split([',', ';']).map(str::trim).find(|p| Path::new(p).is_file());
+    let keyring = match path {
+        Some(p) => Keyring::load(Path::new(p))?,
+        None if !settings.uses_cephx() => Keyring::default(),
+        None => {
+            return Err(Error::enoent(format!(
+                "{entity}: no keyring (set 'keyring' or put one in the data directory): a monitor needs                  the 'mon.' key, which `cairn up` writes"
+            )))
+        }
+    };
+    let mon: EntityName = "mon.".parse()?;
+    if settings.uses_cephx() && keyring.get(&mon).is_none() {
+        return Err(Error::einval(format!("{entity}: the mon keyring has no 'mon.' key")));
+    }
+    Ok(keyring)
+}
+
 fn fsid(conf: &Conf, entity: &str) -> Result<String, Error> {
     conf.get(entity, "fsid").ok_or_else(|| Error::einval("the configuration has no 'fsid'"))
 }
@@ -121,13 +153,17 @@ pub fn run_mon(global: &Global, args: &[String]) -> Result<ExitCode, Error> {
     let mut words = args.to_vec();
     let id = daemon_id(global, &mut words, "mon")?;
     let entity = format!("mon.{id}");
-    let (_, conf) = global.conf()?;
+    let (_, mut conf) = global.conf()?;
     let fsid = fsid(&conf, &entity)?;
     let members = mon_members(&conf, &entity)?;
     let rank = members.iter().position(|(name, _)| *name == id).ok_or_else(|| {
         Error::enoent(format!("mon.{id} is not among the configured monitors ('mon initial members')"))
     })?;
     let dir = data_dir(&mut words, &conf, &entity, "mon data")?;
+    default_keyring(&mut conf, &entity, &dir)?;
+    let settings = AuthSettings::from_conf(&conf, &entity)?;
+    let keyring = mon_keyring(&conf, &entity, &settings)?;
+    let mon_secret = keyring.get(&"mon.".parse()?).map(|e| e.key.secret.clone());
     let datadir = DataDir::open(&dir, &fsid, &entity)?;
     let pid_file = init_process(&conf, &entity)?;
     let mons: Vec<MonInfo> = members
@@ -142,6 +178,7 @@ pub fn run_mon(global: &Global, args: &[String]) -> Result<ExitCode, Error> {
         settings: map_settings(&conf, &entity)?,
         min_down_reporters: get_u64(&conf, &entity, "mon osd min down reporters", 2)? as usize,
         osd_report_timeout: Duration::from_secs(get_u64(&conf, &entity, "mon osd report timeout", 900)?),
+        auth: MonAuthConfig { settings: settings.clone(), keyring },
     };
     let timing = RaftTiming {
         heartbeat_ms: get_u64(&conf, &entity, "mon raft heartbeat ms", 250)?,
@@ -158,9 +195,14 @@ pub fn run_mon(global: &Global, args: &[String]) -> Result<ExitCode, Error> {
             )
         })?;
         let peers: BTreeMap<u64, String> = mons.iter().map(|m| (m.node_id, m.addr.clone())).collect();
-        let raft = MonRaft::open(cfg.node_id, &datadir.path, peers, TcpRaftTransport::new(), timing).await?;
+        // Mons reach each other as `mon.`, with the key they share.
+        let net = cairn_proto::net::tcp();
+        let addrs: Vec<String> = peers.values().cloned().collect();
+        let auth = ClientAuth::new("mon.".parse()?, mon_secret, settings.cluster.clone(), addrs, net.clone());
+        let transport = TcpRaftTransport::with_network(net, auth);
+        let raft = MonRaft::open(cfg.node_id, &datadir.path, peers, transport, timing).await?;
         let mon = Mon::new(cfg, raft.clone());
-        tokio::spawn(cairn_proto::rpc::serve(listener, mon.clone()));
+        tokio::spawn(cairn_proto::rpc::serve(listener, mon.clone(), mon.clone()));
         raft.bootstrap_if_fresh().await?;
         tokio::spawn(mon.clone().tick());
         tracing::info!(mon = %id, %addr, "monitor started");
@@ -205,10 +247,16 @@ pub fn run_osd(global: &Global, args: &[String]) -> Result<ExitCode, Error> {
     let id_text = daemon_id(global, &mut words, "osd")?;
     let id: u32 = id_text.parse().map_err(|_| Error::einval(format!("invalid osd id '{id_text}'")))?;
     let entity = format!("osd.{id}");
-    let (_, conf) = global.conf()?;
+    let (_, mut conf) = global.conf()?;
     let fsid = fsid(&conf, &entity)?;
     let mons: Vec<String> = mon_members(&conf, &entity)?.into_iter().map(|(_, a)| a).collect();
     let dir = data_dir(&mut words, &conf, &entity, "osd data")?;
+    default_keyring(&mut conf, &entity, &dir)?;
+    let settings = AuthSettings::from_conf(&conf, &entity)?;
+    let secret = match settings.uses_cephx() {
+        true => Some(cairn_client::keys::find_secret(&conf, &entity.parse()?)?),
+        false => None,
+    };
     let datadir = DataDir::open(&dir, &fsid, &entity)?;
     let pid_file = init_process(&conf, &entity)?;
     let mut cfg = OsdConfig::new(id, &fsid, mons.clone());
@@ -220,6 +268,7 @@ pub fn run_osd(global: &Global, args: &[String]) -> Result<ExitCode, Error> {
     cfg.heartbeat_grace = Duration::from_secs(get_u64(&conf, &entity, "osd heartbeat grace", 20)?);
     cfg.heartbeat_interval =
         Duration::from_millis(get_u64(&conf, &entity, "osd heartbeat interval ms", 1000)?);
+    cfg.auth = OsdAuthConfig { settings, secret };
     let bind =
         conf.get(&entity, "public addr").unwrap_or_else(|| format!("{}:0", local_ip_towards(&mons[0])));
     let rt = crate::output::runtime()?;

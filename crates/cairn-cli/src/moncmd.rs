@@ -157,6 +157,44 @@ static COMMANDS: &[Sig] = &[
         help:
             "set osd(s) <id> [<id>...] in, can use <any|all> to automatically set all previously out osds in",
     },
+    Sig {
+        words: &["auth", "export"],
+        args: &[opt("entity", Ty::Str)],
+        help: "write keyring for requested entity, or master keyring if none given",
+    },
+    Sig { words: &["auth", "get"], args: &[req("entity", Ty::Str)], help: "write keyring file with requested key" },
+    Sig { words: &["auth", "get-key"], args: &[req("entity", Ty::Str)], help: "display requested key" },
+    Sig { words: &["auth", "print-key"], args: &[req("entity", Ty::Str)], help: "display requested key" },
+    Sig { words: &["auth", "print_key"], args: &[req("entity", Ty::Str)], help: "display requested key" },
+    Sig { words: &["auth", "list"], args: &[], help: "list authentication state" },
+    Sig { words: &["auth", "ls"], args: &[], help: "list authentication state" },
+    Sig {
+        words: &["auth", "import"],
+        args: &[],
+        help: "auth import: read keyring file from -i <file>",
+    },
+    Sig {
+        words: &["auth", "add"],
+        args: &[req("entity", Ty::Str), opt("caps", Ty::StrList)],
+        help: "add auth info for <entity> from input file, or random key if no input is given, and/or any caps specified in the command",
+    },
+    Sig {
+        words: &["auth", "get-or-create-key"],
+        args: &[req("entity", Ty::Str), opt("caps", Ty::StrList)],
+        help: "get, or add, key for <name> from system/caps pairs specified in the command.  If key already exists, any given caps must match the existing caps for that key.",
+    },
+    Sig {
+        words: &["auth", "get-or-create"],
+        args: &[req("entity", Ty::Str), opt("caps", Ty::StrList)],
+        help: "add auth info for <entity> from input file, or random key if no input given, and/or any caps specified in the command",
+    },
+    Sig {
+        words: &["auth", "caps"],
+        args: &[req("entity", Ty::Str), req("caps", Ty::StrList)],
+        help: "update caps for <name> from caps specified in the command",
+    },
+    Sig { words: &["auth", "del"], args: &[req("entity", Ty::Str)], help: "delete all caps for <name>" },
+    Sig { words: &["auth", "rm"], args: &[req("entity", Ty::Str)], help: "remove all caps for <name>" },
     Sig { words: &["pg", "stat"], args: &[], help: "show placement group status." },
     Sig {
         words: &["pg", "dump"],
@@ -542,6 +580,31 @@ mod tests {
             ok(&["osd", "pool", "application", "get", "images"]),
             json!({"prefix": "osd pool application get", "pool": "images"})
         );
+    }
+
+    #[test]
+    fn auth_commands_as_the_seeds_type_them() {
+        let osd = "allow class-read object_prefix rbd_children, allow rwx pool=images";
+        assert_eq!(
+            ok(&["auth", "get-or-create", "client.glance", "mon", "allow r", "osd", osd]),
+            json!({"prefix": "auth get-or-create", "entity": "client.glance",
+                   "caps": ["mon", "allow r", "osd", osd]})
+        );
+        assert_eq!(
+            ok(&["auth", "get-or-create", "client.glance"]),
+            json!({"prefix": "auth get-or-create", "entity": "client.glance"})
+        );
+        assert_eq!(
+            ok(&["auth", "caps", "client.nova", "mon", "allow r", "osd", "allow rwx pool=vm"])["caps"],
+            json!(["mon", "allow r", "osd", "allow rwx pool=vm"])
+        );
+        assert_eq!(
+            ok(&["auth", "get-key", "client.cinder"]),
+            json!({"prefix": "auth get-key", "entity": "client.cinder"})
+        );
+        assert_eq!(ok(&["auth", "ls"]), json!({"prefix": "auth ls"}));
+        assert_eq!(ok(&["auth", "export"]), json!({"prefix": "auth export"}));
+        assert!(einval(&["auth", "caps", "client.x"]).contains("missing required parameter caps"));
     }
 
     #[test]

@@ -184,19 +184,6 @@ pub fn main(global: &Global, args: &[String]) -> Result<ExitCode> {
     })
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn specs() {
-        assert_eq!(parse_spec("vms/a@s").unwrap(), ("vms".into(), "a".into(), Some("s".into())));
-        assert_eq!(parse_spec("a").unwrap(), ("rbd".into(), "a".into(), None));
-        assert!(parse_spec("vms/").is_err());
-        assert!(parse_spec("vms/a@").is_err());
-    }
-}
-
 /// Where `rbd device map` keeps what it mapped: one file per device (`nbd0`) holding the
 /// gateway's pid, socket and image spec.
 fn device_state_dir() -> std::path::PathBuf {
@@ -307,5 +294,18 @@ pub fn device(global: &Global, args: &[String]) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         _ => Err(Error::einval("usage: cairn rbd device map|unmap|list [-t nbd] [--read-only] IMAGE|DEVICE")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn specs() {
+        assert_eq!(parse_spec("vms/a@s").unwrap(), ("vms".into(), "a".into(), Some("s".into())));
+        assert_eq!(parse_spec("a").unwrap(), ("rbd".into(), "a".into(), None));
+        assert!(parse_spec("vms/").is_err());
+        assert!(parse_spec("vms/a@").is_err());
     }
 }

@@ -59,24 +59,72 @@ pub async fn connect(global: &Global) -> Result<Rados, Error> {
     Rados::connect_conf(&conf, &global.name).await
 }
 
-/// `cairn <ceph words…>`: translate, send to the mon leader, print.
+/// Largest `-i FILE` input sent with a command.
+const MAX_INPUT_BYTES: u64 = 4 << 20;
+
+/// `cairn <ceph words…>`: translate, send to the mon leader, print. As `ceph` does, `-i FILE`
+/// sends the file as the command's input (`-` = stdin) and `-o FILE` writes the output there
+/// (created mode 0600: it may hold keys) instead of to stdout.
 pub fn mon_command(global: &Global, words: &[String]) -> Result<ExitCode, Error> {
-    let cmd = moncmd::argv_to_command(words)?;
+    let mut words = words.to_vec();
+    let out_file = crate::args::take_opt(&mut words, &["-o", "--out-file"])?;
+    let in_file = crate::args::take_opt(&mut words, &["-i", "--in-file"])?;
+    let cmd = moncmd::argv_to_command(&words)?;
+    let inbuf = match &in_file {
+        Some(path) => bytes::Bytes::from(read_input(path)?),
+        None => bytes::Bytes::new(),
+    };
     let rt = runtime()?;
     let reply = rt.block_on(async {
         let rados = connect(global).await?;
-        rados.mon_command(&cmd).await
+        rados.mon_command_input(&cmd, inbuf).await
     })?;
     if reply.rc != 0 {
         return Ok(fail(&Error::new(reply.rc, reply.status)));
     }
-    let mut out = std::io::stdout().lock();
-    let _ = out.write_all(&reply.data);
-    if !reply.data.is_empty() && !reply.data.ends_with(b"\n") {
-        let _ = out.write_all(b"\n");
+    match out_file {
+        Some(path) => write_private(&path, &reply.data)?,
+        None => {
+            let mut out = std::io::stdout().lock();
+            let _ = out.write_all(&reply.data);
+            if !reply.data.is_empty() && !reply.data.ends_with(b"\n") {
+                let _ = out.write_all(b"\n");
+            }
+        }
     }
     if !reply.status.is_empty() {
         eprintln!("{}", reply.status);
     }
     Ok(ExitCode::SUCCESS)
+}
+
+fn read_input(path: &str) -> Result<Vec<u8>, Error> {
+    use std::io::Read;
+    let mut buf = Vec::new();
+    let limit = MAX_INPUT_BYTES + 1;
+    let r = if path == "-" {
+        std::io::stdin().lock().take(limit).read_to_end(&mut buf)
+    } else {
+        let f = std::fs::File::open(path)
+            .map_err(|e| Error::new(Error::from(e).errno, format!("can't open {path}")))?;
+        f.take(limit).read_to_end(&mut buf)
+    };
+    r.map_err(|e| Error::new(Error::from(e).errno, format!("reading {path}")))?;
+    if buf.len() as u64 > MAX_INPUT_BYTES {
+        return Err(Error::einval(format!("{path}: input larger than {MAX_INPUT_BYTES} bytes")));
+    }
+    Ok(buf)
+}
+
+fn write_private(path: &str, data: &[u8]) -> Result<(), Error> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(|e| Error::new(Error::from(e).errno, format!("can't open {path}")))?;
+    f.write_all(data)?;
+    Ok(())
 }

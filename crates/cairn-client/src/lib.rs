@@ -3,12 +3,15 @@
 //! map changes, primary changes and dropped connections until the op timeout (ETIMEDOUT).
 
 mod ioctx;
+pub mod keys;
 
 pub use ioctx::{IoCtx, ObjectStat};
+pub use keys::Credentials;
 
 use bytes::Bytes;
+use cairn_proto::auth::is_auth_error;
 use cairn_proto::monc::MonClient;
-use cairn_proto::{ConnPool, Message, Network, ObjOp, OpOut, ReqId, SnapContext};
+use cairn_proto::{ClientAuth, ConnPool, Message, Network, ObjOp, OpOut, ReqId, SnapContext};
 use cairn_types::conf::Conf;
 use cairn_types::{errno, ClusterMap, Error, ObjectId, Result};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -45,25 +48,32 @@ pub struct MonReply {
 }
 
 impl Rados {
-    /// Connects to the monitors at `mons` and waits for the first map.
-    pub async fn connect(mons: Vec<String>, op_timeout: Duration, mount_timeout: Duration) -> Result<Rados> {
-        Rados::connect_with(cairn_proto::net::tcp(), mons, op_timeout, mount_timeout).await
+    /// Connects to the monitors at `mons` as `creds` and waits for the first map.
+    pub async fn connect(
+        mons: Vec<String>,
+        creds: Credentials,
+        op_timeout: Duration,
+        mount_timeout: Duration,
+    ) -> Result<Rados> {
+        Rados::connect_with(cairn_proto::net::tcp(), mons, creds, op_timeout, mount_timeout).await
     }
 
     /// [`Rados::connect`] over `net` (the simulation's network in `cairn-sim`).
     pub async fn connect_with(
         net: Arc<dyn Network>,
         mons: Vec<String>,
+        creds: Credentials,
         op_timeout: Duration,
         mount_timeout: Duration,
     ) -> Result<Rados> {
-        let monc = MonClient::with_network(mons, net.clone())?;
+        let auth = ClientAuth::new(creds.entity, creds.secret, creds.methods, mons.clone(), net.clone());
+        let monc = MonClient::with_network(mons, net.clone(), auth.clone())?;
         monc.wait_for_map(mount_timeout).await?;
         tokio::spawn(monc.clone().follow_maps());
         Ok(Rados {
             inner: Arc::new(Inner {
                 monc,
-                osds: ConnPool::new(net),
+                osds: ConnPool::new(net, auth),
                 client_id: rand::random::<u64>() | 1,
                 next_tid: AtomicU64::new(1),
                 op_timeout,
@@ -72,8 +82,10 @@ impl Rados {
         })
     }
 
-    /// Connects using a parsed configuration, as `entity` (e.g. `client.admin`).
+    /// Connects using a parsed configuration, as `entity` (e.g. `client.admin`), with the key
+    /// the configuration names (`key`, `keyfile`, `keyring`, or the default keyring path).
     pub async fn connect_conf(conf: &Conf, entity: &str) -> Result<Rados> {
+        let creds = Credentials::from_conf(conf, entity)?;
         let hosts = conf
             .get(entity, "mon host")
             .ok_or_else(|| Error::einval("no 'mon host' in the configuration"))?;
@@ -96,7 +108,7 @@ impl Rados {
         };
         let op_timeout = secs("rados osd op timeout", DEFAULT_OP_TIMEOUT)?;
         let mount_timeout = secs("client mount timeout", DEFAULT_MOUNT_TIMEOUT)?;
-        let rados = Rados::connect(mons, op_timeout, mount_timeout).await?;
+        let rados = Rados::connect(mons, creds, op_timeout, mount_timeout).await?;
         let _ = rados.inner.conf.set((conf.clone(), entity.to_string()));
         Ok(rados)
     }
@@ -108,6 +120,11 @@ impl Rados {
 
     pub fn map(&self) -> Arc<ClusterMap> {
         self.inner.monc.map()
+    }
+
+    /// Who this handle is to the cluster, and its tickets.
+    pub fn auth(&self) -> &Arc<ClientAuth> {
+        self.inner.monc.auth()
     }
 
     /// This client's instance id (Ceph's global id): names it as a lock owner and watcher.
@@ -128,7 +145,16 @@ impl Rados {
 
     /// Sends a Ceph-style JSON mon command to the leader.
     pub async fn mon_command(&self, json: &serde_json::Value) -> Result<MonReply> {
-        let msg = Message::MonCommand { cmd: json.to_string() };
+        self.mon_command_input(json, Bytes::new()).await
+    }
+
+    /// [`Rados::mon_command`] with input data (Ceph's `inbuf`, e.g. `auth import -i FILE`).
+    pub async fn mon_command_input(&self, json: &serde_json::Value, inbuf: Bytes) -> Result<MonReply> {
+        let msg = if inbuf.is_empty() {
+            Message::MonCommand { cmd: json.to_string() }
+        } else {
+            Message::MonCommandWithInput { cmd: json.to_string(), inbuf }
+        };
         match self.inner.monc.call_leader(msg, self.inner.op_timeout).await? {
             Message::MonCommandReply { rc, status, data } => Ok(MonReply { rc, status, data }),
             Message::Error(e) => Err(e),
@@ -220,6 +246,7 @@ impl Rados {
                 }
                 Ok(Message::OsdOpReply { result, message, .. }) => return Err(Error::new(result, message)),
                 Ok(other) => return Err(Error::eio(format!("unexpected reply {other:?}"))),
+                Err(e) if is_auth_error(&e) => return Err(e),
                 Err(e) => {
                     last_err = e;
                     self.inner.osds.forget(&primary.addr).await;
@@ -278,6 +305,7 @@ impl Rados {
             if let Some(addr) = addr {
                 let msg = Message::PgList { pg, epoch: map.epoch, start_after: after.clone(), max: 1024 };
                 match self.inner.osds.call(&addr, msg, Duration::from_secs(10)).await {
+                    Err(e) if is_auth_error(&e) => return Err(e),
                     Ok(Message::Error(e)) if !retryable(e.errno) => return Err(e),
                     Ok(Message::Error(_)) | Err(_) => {}
                     Ok(reply) => return Ok(reply),

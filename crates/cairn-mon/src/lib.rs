@@ -1,3 +1,4 @@
+pub mod auth;
 pub mod commands;
 pub mod raft;
 pub mod service;

@@ -1,15 +1,15 @@
 //! The monitor daemon: answers map requests, runs commands through Raft, and — on the leader —
 //! turns OSD reports into map changes (failures → down, long down → out, quota → full).
 
+use crate::auth::MonAuthConfig;
 use crate::commands::{self, CommandContext, Plan, QuorumInfo};
 use crate::raft::{MonRaft, NodeId, ProposeError, RaftTransport};
 use bytes::Bytes;
-use cairn_proto::{ConnPool, Handler, Message, Network, Responder};
+use cairn_proto::{ClientAuth, ConnPool, Handler, Message, Network, Responder, Session};
 use cairn_types::stats::{OsdStat, PgStat};
 use cairn_types::{ClusterMap, Error, MapCommand, MapSettings, MonInfo, OsdId, PgId, Result};
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
-use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -28,12 +28,17 @@ pub struct MonConfig {
     pub min_down_reporters: usize,
     /// `mon osd report timeout`: an up OSD that sends no stats this long is marked down.
     pub osd_report_timeout: Duration,
+    /// `auth_*_required`, the ticket lifetime and the mon keyring.
+    pub auth: MonAuthConfig,
 }
 
 pub struct Mon {
     pub cfg: MonConfig,
     pub raft: MonRaft,
     soft: Mutex<SoftState>,
+    /// Ticket keys for `mon.` logins before the auth database exists (those tickets are never
+    /// presented anywhere).
+    pub(crate) bootstrap_keys: cairn_auth::ServiceKeys,
 }
 
 /// What the leader learns from OSD reports; rebuilt by a new leader from the next reports.
@@ -53,12 +58,13 @@ pub struct TcpRaftTransport {
 }
 
 impl TcpRaftTransport {
-    pub fn new() -> Arc<Self> {
-        Arc::new(TcpRaftTransport { pool: ConnPool::default() })
+    /// Over real TCP, authenticated as `auth` (the shared `mon.` key).
+    pub fn new(auth: Arc<ClientAuth>) -> Arc<Self> {
+        TcpRaftTransport::with_network(cairn_proto::net::tcp(), auth)
     }
 
-    pub fn with_network(net: Arc<dyn Network>) -> Arc<Self> {
-        Arc::new(TcpRaftTransport { pool: ConnPool::new(net) })
+    pub fn with_network(net: Arc<dyn Network>, auth: Arc<ClientAuth>) -> Arc<Self> {
+        Arc::new(TcpRaftTransport { pool: ConnPool::new(net, auth) })
     }
 }
 
@@ -91,7 +97,8 @@ fn now_secs() -> u64 {
 
 impl Mon {
     pub fn new(cfg: MonConfig, raft: MonRaft) -> Arc<Mon> {
-        Arc::new(Mon { cfg, raft, soft: Mutex::new(SoftState::default()) })
+        let bootstrap_keys = cairn_auth::ServiceKeys::generate();
+        Arc::new(Mon { cfg, raft, soft: Mutex::new(SoftState::default()), bootstrap_keys })
     }
 
     fn soft(&self) -> std::sync::MutexGuard<'_, SoftState> {
@@ -115,12 +122,22 @@ impl Mon {
         }
     }
 
-    async fn handle_async(self: Arc<Self>, msg: Message) -> Message {
+    async fn handle_async(self: Arc<Self>, session: Arc<Session>, msg: Message) -> Message {
+        if let Err(e) = self.authorize(&session, &msg) {
+            return match msg {
+                Message::MonCommand { .. } | Message::MonCommandWithInput { .. } => command_error(e),
+                _ => Message::Error(e),
+            };
+        }
         match msg {
             Message::GetMap { have_epoch, wait_ms } => self.get_map(have_epoch, wait_ms).await,
             Message::Raft(bytes) => Message::RaftReply(Bytes::from(self.raft.handle_rpc(&bytes).await)),
+            Message::AuthWatch { have_version, wait_ms, nonce } => {
+                self.auth_watch(&session, have_version, wait_ms, nonce).await
+            }
             _ if !self.raft.is_leader() => self.not_leader(),
-            Message::MonCommand { cmd } => self.command(&cmd).await,
+            Message::MonCommand { cmd } => self.command(&session, &cmd, &[]).await,
+            Message::MonCommandWithInput { cmd, inbuf } => self.command(&session, &cmd, &inbuf).await,
             Message::OsdBoot { id, fsid, addr, host, capacity_bytes } => {
                 if fsid != self.cfg.fsid {
                     return Message::Error(Error::einval(format!(
@@ -193,16 +210,23 @@ impl Mon {
         Message::Map(Box::new((*map).clone()))
     }
 
-    async fn command(&self, text: &str) -> Message {
+    async fn command(&self, session: &Session, text: &str, inbuf: &[u8]) -> Message {
         let cmd: serde_json::Value = match serde_json::from_str(text) {
             Ok(v) => v,
             Err(e) => return command_error(Error::einval(format!("command is not valid JSON: {e}"))),
         };
+        if let Err(e) = self.check_command(session, &cmd) {
+            return command_error(e);
+        }
         if let Err(e) = self.raft.read_barrier().await {
             return match e {
                 ProposeError::NotLeader { leader_addr, .. } => Message::NotLeader { leader_addr },
                 ProposeError::Other(e) => command_error(e),
             };
+        }
+        let is_auth = cmd.get("prefix").and_then(|p| p.as_str()).is_some_and(|p| p.starts_with("auth "));
+        if is_auth {
+            return self.auth_command(&cmd, inbuf).await;
         }
         let map = self.map();
         let plan = {
@@ -227,6 +251,27 @@ impl Mon {
                     let status = commands::applied_status(&map_cmd, &applied);
                     let data = Bytes::from(commands::applied_data(&map_cmd, &applied));
                     Message::MonCommandReply { rc: 0, status, data }
+                }
+                Ok(Err(e)) => command_error(e),
+                Err(not_leader) => not_leader,
+            },
+        }
+    }
+
+    async fn auth_command(&self, cmd: &serde_json::Value, inbuf: &[u8]) -> Message {
+        let plan = commands::auth::plan(cmd, &self.auth_db(), inbuf);
+        match plan {
+            Err(e) => command_error(e),
+            Ok(Plan::Reply(out)) => {
+                Message::MonCommandReply { rc: 0, status: out.status, data: Bytes::from(out.data) }
+            }
+            Ok(Plan::Propose(map_cmd)) => match self.propose(map_cmd.clone()).await {
+                Ok(Ok(status)) => {
+                    let MapCommand::Auth(applied) = &map_cmd else {
+                        return command_error(Error::eio("not auth"));
+                    };
+                    let out = commands::auth::applied_output(cmd, applied, &status, &self.auth_db());
+                    Message::MonCommandReply { rc: 0, status: out.status, data: Bytes::from(out.data) }
                 }
                 Ok(Err(e)) => command_error(e),
                 Err(not_leader) => not_leader,
@@ -321,6 +366,11 @@ impl Mon {
                 }
                 continue;
             }
+            if let Some(cmd) = self.auth_duty() {
+                if let Ok(Err(e)) = self.propose(cmd).await {
+                    tracing::warn!(error = %e, "auth database update failed");
+                }
+            }
             if map.settings != self.cfg.settings {
                 let cmd =
                     MapCommand::SetSettings { settings: self.cfg.settings.clone(), now_secs: now_secs() };
@@ -383,10 +433,11 @@ fn command_error(e: Error) -> Message {
 }
 
 impl Handler for Mon {
-    fn handle(self: &Arc<Self>, _peer: SocketAddr, msg: Message, responder: Responder) {
+    fn handle(self: &Arc<Self>, session: &Arc<Session>, msg: Message, responder: Responder) {
         let mon = self.clone();
+        let session = session.clone();
         tokio::spawn(async move {
-            let reply = mon.handle_async(msg).await;
+            let reply = mon.handle_async(session, msg).await;
             responder.reply(reply);
         });
     }

@@ -4,6 +4,7 @@
 //! (docs/replication.md).
 
 mod admin;
+pub mod auth;
 mod backfill;
 pub mod cls;
 mod heartbeat;
@@ -17,4 +18,5 @@ mod replica;
 mod service;
 mod snaptrim;
 
+pub use auth::OsdAuthConfig;
 pub use osd::{run, Osd, OsdConfig};

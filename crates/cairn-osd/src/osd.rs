@@ -1,8 +1,9 @@
 //! The daemon: startup, map following, and the PG table.
 
+use crate::auth::{AuthState, OsdAuthConfig};
 use crate::pg::{Backfill, Pg, Phase};
 use cairn_proto::monc::MonClient;
-use cairn_proto::{ConnPool, Listener, Message, Network};
+use cairn_proto::{ClientAuth, ConnPool, Listener, Message, Network};
 use cairn_store::{ObjectStore, Op, Transaction};
 use cairn_types::stats::{OsdStat, PgStat};
 use cairn_types::{ClusterMap, Error, OsdId, PgId, Result};
@@ -31,6 +32,8 @@ pub struct OsdConfig {
     pub peer_timeout: Duration,
     /// How long a heartbeat reply lets the primary serve reads (see `lease`).
     pub read_lease: Duration,
+    /// `auth_*_required` and this OSD's key.
+    pub auth: OsdAuthConfig,
 }
 
 impl OsdConfig {
@@ -47,6 +50,7 @@ impl OsdConfig {
             op_wait: Duration::from_secs(5),
             peer_timeout: Duration::from_secs(10),
             read_lease: Duration::from_secs(4),
+            auth: OsdAuthConfig::none(),
         }
     }
 }
@@ -64,6 +68,8 @@ pub struct Osd {
     pub stats_now: tokio::sync::Notify,
     /// Background backfills this OSD leads at once (`backfill::MAX_BACKFILLS`).
     pub backfill_slots: tokio::sync::Semaphore,
+    /// What the mons told this OSD about keys and caps (`auth`).
+    pub auth_state: AuthState,
     pgs: Mutex<HashMap<PgId, Arc<Pg>>>,
     /// PGs whose `RemovePg` is submitted but not yet durable (count per PG). A PG needed again
     /// meanwhile must start empty: the store still shows the old content, but will apply the
@@ -81,22 +87,29 @@ pub async fn run(
 ) -> Result<()> {
     let addr =
         if cfg.public_addr.is_empty() { listener.local_addr()?.to_string() } else { cfg.public_addr.clone() };
-    let monc = MonClient::with_network(cfg.mons.clone(), net.clone())?;
+    let entity = format!("osd.{}", cfg.id).parse().map_err(|e: Error| Error::einval(e.message))?;
+    let methods = cfg.auth.settings.cluster.clone();
+    let auth = ClientAuth::new(entity, cfg.auth.secret.clone(), methods, cfg.mons.clone(), net.clone());
+    let monc = MonClient::with_network(cfg.mons.clone(), net.clone(), auth.clone())?;
     let osd = Arc::new(Osd {
         id: cfg.id,
         cfg: cfg.clone(),
         store,
         monc: monc.clone(),
-        peers: ConnPool::new(net.clone()),
-        hb_peers: ConnPool::new(net),
+        peers: ConnPool::new(net.clone(), auth.clone()),
+        hb_peers: ConnPool::new(net, auth),
         leases: crate::lease::Leases::new(cfg.read_lease),
         stats_now: tokio::sync::Notify::new(),
         backfill_slots: tokio::sync::Semaphore::new(crate::backfill::MAX_BACKFILLS),
+        auth_state: AuthState::default(),
         pgs: Mutex::new(HashMap::new()),
         removing: Arc::default(),
     });
     osd.load_pgs()?;
-    tokio::spawn(cairn_proto::rpc::serve(listener, osd.clone()));
+    if cfg.auth.settings.uses_cephx() {
+        tokio::spawn(osd.clone().follow_auth());
+    }
+    tokio::spawn(cairn_proto::rpc::serve(listener, osd.clone(), osd.clone()));
     let boot = Message::OsdBoot {
         id: cfg.id,
         fsid: cfg.fsid.clone(),

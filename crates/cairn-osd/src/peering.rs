@@ -368,7 +368,13 @@ impl Osd {
     /// A request to another OSD (or this one, answered locally), with the peer timeout.
     pub async fn call_osd(self: &Arc<Self>, id: OsdId, msg: Message) -> Result<Message> {
         if id == self.id {
-            return crate::service::local(self, msg).await;
+            // This OSD asking itself: nothing to authenticate.
+            let me = cairn_proto::Session::new(
+                std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
+                self.entity(),
+                cairn_proto::AuthMethod::None,
+            );
+            return crate::service::local(self, &me, msg).await;
         }
         let addr = self.osd_addr(id)?;
         match self.peers.call(&addr, msg, self.cfg.peer_timeout).await? {

@@ -24,15 +24,20 @@ pub struct ClientOp {
     pub ops: Vec<ObjOp>,
     pub snapc: SnapContext,
     pub snap: Option<u64>,
+    /// The sender's OSD caps, when they are enforced (cephx).
+    pub caps: Option<(Arc<cairn_auth::OsdCaps>, cairn_auth::EntityName)>,
 }
 
 impl Osd {
     /// Handles one client op end to end.
     pub async fn client_op(self: &Arc<Self>, op: ClientOp) -> OpReply {
-        let ClientOp { pg: pgid, oid, epoch, reqid, ops: op_list, snapc, snap } = op;
+        let ClientOp { pg: pgid, oid, epoch, reqid, ops: op_list, snapc, snap, caps } = op;
         let map = self.wait_for_epoch(epoch, Duration::from_secs(2)).await;
         let result = async {
             oid.validate()?;
+            if let Some((caps, entity)) = &caps {
+                crate::auth::check_op(caps, entity, &map, pgid.pool, &oid, &op_list, snap)?;
+            }
             if ops::is_clone(&oid) {
                 return Err(Error::einval("namespaces starting with NUL are reserved"));
             }

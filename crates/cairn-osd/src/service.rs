@@ -1,20 +1,25 @@
 //! Request dispatch: what an OSD answers on its port.
 
 use crate::osd::Osd;
-use cairn_proto::{Handler, Message, Responder};
+use cairn_proto::{Handler, Message, Responder, Session};
 use cairn_types::{Error, Result};
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 impl Handler for Osd {
-    fn handle(self: &Arc<Self>, _peer: SocketAddr, msg: Message, responder: Responder) {
+    fn handle(self: &Arc<Self>, session: &Arc<Session>, msg: Message, responder: Responder) {
         match msg {
             // Must be submitted in arrival order: handled on the reading task.
             Message::RepOp { pg, since, prev, entry, mtime_ns, mutations } => {
+                if let Err(e) = self.require_osd(session, "RepOp") {
+                    return responder.reply(Message::Error(e));
+                }
                 let op = crate::replica::RepOp { pg, since, prev, entry, mtime_ns, mutations };
                 self.rep_op(op, responder)
             }
             Message::Ping { from, .. } => {
+                if let Err(e) = self.require_osd(session, "Ping") {
+                    return responder.reply(Message::Error(e));
+                }
                 let map = self.map();
                 // No lease for an OSD this one knows is down: its PGs have moved on.
                 if map.osds.get(&from).is_some_and(|o| o.up) {
@@ -23,9 +28,13 @@ impl Handler for Osd {
                 responder.reply(Message::Pong { epoch: map.epoch })
             }
             Message::OsdOp { pg, oid, epoch, reqid, ops, snapc, snap } => {
+                let caps = match self.session_caps(session) {
+                    Ok(c) => c.map(|c| (c, session.entity.clone())),
+                    Err(e) => return responder.reply(op_error(e, self.map().epoch)),
+                };
                 let osd = self.clone();
                 tokio::spawn(async move {
-                    let op = crate::primary::ClientOp { pg, oid, epoch, reqid, ops, snapc, snap };
+                    let op = crate::primary::ClientOp { pg, oid, epoch, reqid, ops, snapc, snap, caps };
                     let r = osd.client_op(op).await;
                     let reply = match r.result {
                         Ok((outs, version)) => Message::OsdOpReply {
@@ -35,21 +44,16 @@ impl Handler for Osd {
                             version,
                             epoch: r.epoch,
                         },
-                        Err(e) => Message::OsdOpReply {
-                            result: e.errno,
-                            message: e.message,
-                            outs: vec![],
-                            version: Default::default(),
-                            epoch: r.epoch,
-                        },
+                        Err(e) => op_error(e, r.epoch),
                     };
                     responder.reply(reply);
                 });
             }
             other => {
                 let osd = self.clone();
+                let session = session.clone();
                 tokio::spawn(async move {
-                    let reply = local(&osd, other).await.unwrap_or_else(Message::Error);
+                    let reply = local(&osd, &session, other).await.unwrap_or_else(Message::Error);
                     responder.reply(reply);
                 });
             }
@@ -57,8 +61,26 @@ impl Handler for Osd {
     }
 }
 
+fn op_error(e: Error, epoch: u64) -> Message {
+    Message::OsdOpReply {
+        result: e.errno,
+        message: e.message,
+        outs: vec![],
+        version: Default::default(),
+        epoch,
+    }
+}
+
 /// Answers a peering, recovery, listing or admin request.
-pub async fn local(osd: &Arc<Osd>, msg: Message) -> Result<Message> {
+pub async fn local(osd: &Arc<Osd>, session: &Session, msg: Message) -> Result<Message> {
+    match &msg {
+        Message::PgList { pg, epoch, .. } => {
+            let map = osd.wait_for_epoch(*epoch, std::time::Duration::from_secs(2)).await;
+            osd.check_list(session, &map, pg.pool)?;
+        }
+        Message::Admin { .. } => osd.check_admin(session)?,
+        other => osd.require_osd(session, &message_name(other))?,
+    }
     match msg {
         Message::PgQuery { pg, epoch, .. } => osd.pg_query(pg, epoch).await,
         Message::PgScan { pg, start_after, max, .. } => osd.pg_scan(pg, start_after, max),

@@ -1,6 +1,7 @@
 //! Talking to the monitors: find the leader (following `NotLeader` hints, trying every mon in
 //! turn) and follow the cluster map. Used by OSDs and clients alike.
 
+use crate::auth::{is_auth_error, ClientAuth};
 use crate::msg::Message;
 use crate::net::Network;
 use crate::rpc::ConnPool;
@@ -28,20 +29,22 @@ struct Inner {
 }
 
 impl MonClient {
-    /// A client of the mons at `mons` over real TCP.
-    pub fn new(mons: Vec<String>) -> Result<MonClient> {
-        MonClient::with_network(mons, crate::net::tcp())
-    }
-
-    /// A client of the mons at `mons` over `net`.
-    pub fn with_network(mons: Vec<String>, net: Arc<dyn Network>) -> Result<MonClient> {
+    /// A client of the mons at `mons` over `net`, authenticated as `auth`.
+    pub fn with_network(
+        mons: Vec<String>,
+        net: Arc<dyn Network>,
+        auth: Arc<ClientAuth>,
+    ) -> Result<MonClient> {
         if mons.is_empty() {
             return Err(Error::einval("no monitor addresses configured (mon host)"));
         }
         let (map_tx, _) = watch::channel(Arc::new(ClusterMap::default()));
-        Ok(MonClient {
-            inner: Arc::new(Inner { mons, pool: ConnPool::new(net), leader: Mutex::new(None), map_tx }),
-        })
+        let pool = ConnPool::new(net, auth);
+        Ok(MonClient { inner: Arc::new(Inner { mons, pool, leader: Mutex::new(None), map_tx }) })
+    }
+
+    pub fn auth(&self) -> &Arc<ClientAuth> {
+        self.inner.pool.auth()
     }
 
     pub fn mons(&self) -> &[String] {
@@ -70,6 +73,8 @@ impl MonClient {
                     *self.inner.leader.lock().expect("leader lock") = Some(addr);
                     return Ok(reply);
                 }
+                // Refused credentials or caps: asking another mon will not help.
+                Err(e) if is_auth_error(&e) => return Err(e),
                 Err(e) => {
                     self.inner.pool.forget(&addr).await;
                     *self.inner.leader.lock().expect("leader lock") = None;
@@ -123,10 +128,29 @@ impl MonClient {
                     self.offer_map(*map);
                     return Ok(());
                 }
+                Ok(Message::Error(e)) if is_auth_error(&e) => return Err(e),
                 Ok(Message::Error(e)) => last_err = e,
                 Ok(other) => last_err = Error::eio(format!("unexpected reply {other:?}")),
+                Err(e) if is_auth_error(&e) => return Err(e),
                 Err(e) => {
                     self.inner.pool.forget(&addr).await;
+                    last_err = e;
+                }
+            }
+        }
+        Err(last_err)
+    }
+
+    /// Sends a request any mon answers (not only the leader), trying each in turn; the first
+    /// reply wins. Transport failures move on to the next mon.
+    pub async fn call_any(&self, msg: Message, timeout: Duration) -> Result<Message> {
+        let mut last_err = Error::timed_out("no monitor answered");
+        for addr in &self.inner.mons {
+            match self.inner.pool.call(addr, msg.clone(), timeout).await {
+                Ok(reply) => return Ok(reply),
+                Err(e) if is_auth_error(&e) => return Err(e),
+                Err(e) => {
+                    self.inner.pool.forget(addr).await;
                     last_err = e;
                 }
             }
@@ -142,11 +166,17 @@ impl MonClient {
             if map.is_initialized() {
                 return Ok(map);
             }
+            let fetched = self.fetch_map(0, 0).await;
             if start.elapsed() > deadline {
-                return Err(Error::timed_out("could not get the cluster map from the monitors"));
+                let why = fetched.err().map(|e| format!(": {}", e.message)).unwrap_or_default();
+                return Err(Error::timed_out(format!(
+                    "could not get the cluster map from the monitors{why}"
+                )));
             }
-            if self.fetch_map(0, 0).await.is_err() {
-                tokio::time::sleep(Duration::from_millis(200)).await;
+            match fetched {
+                Err(e) if is_auth_error(&e) => return Err(e),
+                Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
+                Ok(()) => {}
             }
         }
     }

@@ -402,6 +402,67 @@ pub enum Message {
         pg: PgId,
         since: Epoch,
     },
+
+    // ---- authentication (docs/auth.md, "On the wire"): the first frames of every connection ----
+    /// Server → client, first frame of a connection: which service this is, the methods it
+    /// accepts from clients (`auth_service_required`) and from daemons (`auth_cluster_required`),
+    /// and, when it accepts cephx, an encoded `cairn_auth::ServiceHello`.
+    AuthServerHello {
+        service: String,
+        client_methods: Vec<crate::auth::AuthMethod>,
+        daemon_methods: Vec<crate::auth::AuthMethod>,
+        service_hello: Bytes,
+    },
+    /// Client → server: no authentication; `entity` is only a claim.
+    AuthNone {
+        entity: String,
+    },
+    /// Client → mon: cephx login, an encoded `cairn_auth::Hello`.
+    AuthLogin {
+        hello: Bytes,
+    },
+    /// Mon → client: an encoded `cairn_auth::Challenge`.
+    AuthChallenge {
+        challenge: Bytes,
+    },
+    /// Client → mon: an encoded `cairn_auth::ClientProof`.
+    AuthProof {
+        proof: Bytes,
+    },
+    /// Mon → client: an encoded `cairn_auth::AuthReply` (the tickets); the connection is
+    /// authenticated.
+    AuthTickets {
+        reply: Bytes,
+    },
+    /// Client → service: an encoded `cairn_auth::Authorizer` (a ticket for this service).
+    AuthAuthorize {
+        authorizer: Bytes,
+    },
+    /// Service → client: an encoded `cairn_auth::AuthorizerReply`; the connection is
+    /// authenticated.
+    AuthAuthorized {
+        reply: Bytes,
+    },
+    /// Daemon → any mon: the auth state daemons of its service need, if newer than
+    /// `have_version` (waits up to `wait_ms`). The reply's keys are sealed for the asking
+    /// daemon with `nonce`.
+    AuthWatch {
+        have_version: u64,
+        wait_ms: u32,
+        nonce: [u8; 16],
+    },
+    /// Mon → daemon: the service's ticket keys (sealed with `cairn_auth::seal_service_keys`;
+    /// empty without cephx) and every entity's caps for that service.
+    AuthView {
+        version: u64,
+        sealed_keys: Bytes,
+        caps: Vec<(String, String)>,
+    },
+    /// A mon command with input data (Ceph's `inbuf`: `auth import -i FILE`).
+    MonCommandWithInput {
+        cmd: String,
+        inbuf: Bytes,
+    },
 }
 
 pub fn encode_envelope(env: &Envelope) -> Result<Vec<u8>, Error> {

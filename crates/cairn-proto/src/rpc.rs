@@ -3,13 +3,17 @@
 //! by `tid`. The server side hands each request to a [`Handler`] *in arrival order, on the
 //! reading task*, so a handler that must keep order (a replica applying a primary's writes)
 //! can start the work synchronously and finish it asynchronously.
+//!
+//! Every connection starts with the authentication handshake of [`crate::auth`]; the server
+//! hands each request to its handler with the connection's [`Session`], and closes the
+//! connection when the peer's ticket expires or the handler calls [`Session::close`].
 
+use crate::auth::{client_handshake, server_handshake, ClientAuth, ServiceAuth, Session, HANDSHAKE_TIMEOUT};
 use crate::frame::{self, FrameType, HEADER_BYTES};
 use crate::msg::{decode_envelope, Envelope, Message};
 use crate::net::{Listener, Network, Stream};
 use cairn_types::{errno, Error, Result};
 use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -38,9 +42,10 @@ struct ConnInner {
 }
 
 impl Conn {
-    /// Connects to `addr` over `net` (the network sets `TCP_NODELAY` where it applies).
-    pub async fn connect(net: &dyn Network, addr: &str) -> Result<Conn> {
-        let stream = tokio::time::timeout(CONNECT_TIMEOUT, net.connect(addr))
+    /// Connects to `addr` over `net` (the network sets `TCP_NODELAY` where it applies) and
+    /// authenticates as `auth` says. Refusals are EACCES with the server's reason.
+    pub async fn connect(net: &dyn Network, addr: &str, auth: &ClientAuth) -> Result<Conn> {
+        let mut stream = tokio::time::timeout(CONNECT_TIMEOUT, net.connect(addr))
             .await
             .map_err(|_| Error::timed_out(format!("connecting to {addr} timed out")))?
             .map_err(|e| {
@@ -48,6 +53,11 @@ impl Conn {
                 err.message = format!("connecting to {addr}: {}", err.message);
                 err
             })?;
+        // The handshake may log in at a mon first (for a ticket): allow for both.
+        let limit = CONNECT_TIMEOUT + HANDSHAKE_TIMEOUT * 2;
+        tokio::time::timeout(limit, client_handshake(&mut *stream, addr, auth))
+            .await
+            .map_err(|_| Error::timed_out(format!("authenticating to {addr} timed out")))??;
         let (rd, wr) = tokio::io::split(stream);
         let (out_tx, out_rx) = mpsc::channel::<Vec<u8>>(MAX_IN_FLIGHT_PER_CONNECTION);
         let pending: Pending = Arc::default();
@@ -115,7 +125,7 @@ impl Conn {
 
 /// Encodes a whole frame in one buffer: the payload is serialized once, straight after room
 /// for the header, which is filled in afterwards (a 4 MiB write is copied once, not three times).
-fn frame_bytes(frame_type: FrameType, env: &Envelope) -> Result<Vec<u8>> {
+pub(crate) fn frame_bytes(frame_type: FrameType, env: &Envelope) -> Result<Vec<u8>> {
     let out = postcard::to_extend(env, vec![0u8; HEADER_BYTES])
         .map_err(|e| Error::einval(format!("encoding message: {e}")))?;
     if out.len() - HEADER_BYTES > frame::MAX_FRAME_PAYLOAD_BYTES {
@@ -224,13 +234,14 @@ impl Responder {
 /// Serves requests of one daemon.
 pub trait Handler: Send + Sync + 'static {
     /// Called on the connection's reading task, in arrival order; must not block. Spawn for
-    /// anything that waits.
-    fn handle(self: &Arc<Self>, peer: SocketAddr, msg: Message, responder: Responder);
+    /// anything that waits. `session` says who sent it (checked by the handshake).
+    fn handle(self: &Arc<Self>, session: &Arc<Session>, msg: Message, responder: Responder);
 }
 
-/// Accepts connections until the listener fails; each runs until the peer hangs up or sends
-/// something malformed (then the connection is closed and nothing else is affected).
-pub async fn serve<H: Handler>(listener: impl Listener, handler: Arc<H>) {
+/// Accepts connections until the listener fails; each authenticates through `auth`, then runs
+/// until the peer hangs up, sends something malformed, its ticket expires or the handler closes
+/// it (then the connection is closed and nothing else is affected).
+pub async fn serve<H: Handler>(listener: impl Listener, handler: Arc<H>, auth: Arc<dyn ServiceAuth>) {
     loop {
         let (stream, peer) = match listener.accept().await {
             Ok(x) => x,
@@ -241,34 +252,73 @@ pub async fn serve<H: Handler>(listener: impl Listener, handler: Arc<H>) {
             }
         };
         let handler = handler.clone();
+        let auth = auth.clone();
         tokio::spawn(async move {
-            let (rd, wr) = tokio::io::split::<Box<dyn Stream>>(stream);
-            let (out_tx, out_rx) = mpsc::channel::<Vec<u8>>(MAX_IN_FLIGHT_PER_CONNECTION);
-            tokio::spawn(write_loop(wr, out_rx, Arc::new(AtomicBool::new(false))));
-            let mut rd = BufReader::with_capacity(256 << 10, rd);
-            loop {
-                match read_frame(&mut rd).await {
-                    Ok(Some((FrameType::Request, env))) => {
-                        let responder = Responder { tid: env.tid, out: out_tx.clone() };
-                        handler.handle(peer, env.msg, responder);
-                    }
-                    Ok(Some((FrameType::Response, _))) => {
-                        tracing::warn!(%peer, "client sent a response frame; closing");
-                        break;
-                    }
-                    Ok(None) => break,
-                    // Malformed input is worth a warning; a peer hanging up is not.
-                    Err(e) if e.errno == errno::EINVAL => {
-                        tracing::warn!(%peer, error = %e, "closing connection after bad input");
-                        break;
-                    }
-                    Err(e) => {
-                        tracing::debug!(%peer, error = %e, "connection ended");
-                        break;
-                    }
+            let mut stream = stream;
+            let session = match server_handshake(&mut *stream, peer, &*auth).await {
+                Ok(s) => Arc::new(s),
+                // A new cluster's auth database not being ready yet is routine; refusals are not.
+                Err(e) if e.errno == errno::EAGAIN => {
+                    tracing::debug!(%peer, error = %e, "connection refused by authentication");
+                    return;
                 }
-            }
+                Err(e) => {
+                    tracing::info!(%peer, error = %e, "connection refused by authentication");
+                    return;
+                }
+            };
+            tracing::debug!(%peer, entity = %session.entity, "connection authenticated");
+            serve_connection(stream, session, handler).await;
         });
+    }
+}
+
+/// Resolves when the session's ticket runs out (never for sessions without one).
+async fn ticket_expiry(session: &Session) {
+    match session.expires_secs {
+        Some(t) => tokio::time::sleep(Duration::from_secs(t.saturating_sub(crate::auth::now_secs()))).await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn serve_connection<H: Handler>(stream: Box<dyn Stream>, session: Arc<Session>, handler: Arc<H>) {
+    let peer = session.peer;
+    let (rd, wr) = tokio::io::split::<Box<dyn Stream>>(stream);
+    let (out_tx, out_rx) = mpsc::channel::<Vec<u8>>(MAX_IN_FLIGHT_PER_CONNECTION);
+    tokio::spawn(write_loop(wr, out_rx, Arc::new(AtomicBool::new(false))));
+    let mut rd = BufReader::with_capacity(256 << 10, rd);
+    let expires = ticket_expiry(&session);
+    tokio::pin!(expires);
+    loop {
+        // Losing a half-read frame to the other branches is fine: the connection closes.
+        let frame = tokio::select! {
+            f = read_frame(&mut rd) => f,
+            _ = &mut expires => {
+                tracing::info!(%peer, entity = %session.entity, "ticket expired; closing the connection");
+                break;
+            }
+            _ = session.closed() => break,
+        };
+        match frame {
+            Ok(Some((FrameType::Request, env))) => {
+                let responder = Responder { tid: env.tid, out: out_tx.clone() };
+                handler.handle(&session, env.msg, responder);
+            }
+            Ok(Some((FrameType::Response, _))) => {
+                tracing::warn!(%peer, "client sent a response frame; closing");
+                break;
+            }
+            Ok(None) => break,
+            // Malformed input is worth a warning; a peer hanging up is not.
+            Err(e) if e.errno == errno::EINVAL => {
+                tracing::warn!(%peer, error = %e, "closing connection after bad input");
+                break;
+            }
+            Err(e) => {
+                tracing::debug!(%peer, error = %e, "connection ended");
+                break;
+            }
+        }
     }
 }
 
@@ -281,20 +331,18 @@ type Slot = Arc<tokio::sync::Mutex<Option<Conn>>>;
 #[derive(Clone)]
 pub struct ConnPool {
     net: Arc<dyn Network>,
+    auth: Arc<ClientAuth>,
     conns: Arc<Mutex<HashMap<String, Slot>>>,
 }
 
-/// A pool over real TCP.
-impl Default for ConnPool {
-    fn default() -> Self {
-        ConnPool::new(crate::net::tcp())
-    }
-}
-
 impl ConnPool {
-    /// A pool whose connections go over `net`.
-    pub fn new(net: Arc<dyn Network>) -> Self {
-        ConnPool { net, conns: Arc::default() }
+    /// A pool whose connections go over `net`, authenticated as `auth`.
+    pub fn new(net: Arc<dyn Network>, auth: Arc<ClientAuth>) -> Self {
+        ConnPool { net, auth, conns: Arc::default() }
+    }
+
+    pub fn auth(&self) -> &Arc<ClientAuth> {
+        &self.auth
     }
 
     pub async fn get(&self, addr: &str) -> Result<Conn> {
@@ -303,7 +351,7 @@ impl ConnPool {
         if let Some(c) = slot.as_ref().filter(|c| !c.is_closed()) {
             return Ok(c.clone());
         }
-        let c = Conn::connect(&*self.net, addr).await?;
+        let c = Conn::connect(&*self.net, addr, &self.auth).await?;
         *slot = Some(c.clone());
         Ok(c)
     }

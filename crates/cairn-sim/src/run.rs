@@ -396,6 +396,9 @@ fn add_mons(
                 settings: settings.clone(),
                 min_down_reporters: 2,
                 osd_report_timeout: Duration::from_secs(900),
+                // The simulation runs without authentication (its RNG-free determinism would not
+                // survive random nonces and wall-clock ticket expiry).
+                auth: cairn_mon::auth::MonAuthConfig::none(),
             },
             timing: RaftTiming {
                 heartbeat_ms: 200,
@@ -438,13 +441,19 @@ impl MonHost {
             self.cfg.node_id,
             &self.dir,
             peers,
-            TcpRaftTransport::with_network(net.clone()),
+            TcpRaftTransport::with_network(
+                net.clone(),
+                cairn_proto::ClientAuth::none(
+                    "mon.".parse().map_err(|e: cairn_types::Error| e.to_string())?,
+                    net.clone(),
+                ),
+            ),
             self.timing,
         )
         .await
         .map_err(|e| e.to_string())?;
         let mon = Mon::new(self.cfg.clone(), raft.clone());
-        tokio::spawn(cairn_proto::rpc::serve(listener, mon.clone()));
+        tokio::spawn(cairn_proto::rpc::serve(listener, mon.clone(), mon.clone()));
         raft.bootstrap_if_fresh().await.map_err(|e| e.to_string())?;
         tokio::spawn(mon.tick());
         std::future::pending::<()>().await;

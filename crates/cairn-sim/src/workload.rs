@@ -130,7 +130,10 @@ pub async fn client_main(
 
 async fn connect(cfg: &SimConfig, mons: Vec<String>, net: Arc<SimNetwork>) -> Option<Rados> {
     for _ in 0..20 {
-        match Rados::connect_with(net.clone(), mons.clone(), cfg.op_timeout, Duration::from_secs(10)).await {
+        let creds = cairn_client::Credentials::none("client.admin".parse().ok()?);
+        match Rados::connect_with(net.clone(), mons.clone(), creds, cfg.op_timeout, Duration::from_secs(10))
+            .await
+        {
             Ok(r) => return Some(r),
             Err(_) => tokio::time::sleep(Duration::from_secs(1)).await,
         }

@@ -1,5 +1,6 @@
 //! Cairn's shared vocabulary: identifiers, errors, the cluster map and placement.
 
+pub mod auth;
 pub mod conf;
 pub mod error;
 pub mod ids;

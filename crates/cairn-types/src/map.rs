@@ -281,6 +281,10 @@ pub enum MapCommand {
         snap: u64,
         now_secs: u64,
     },
+    /// A change to the auth database, which the mons keep beside the map (never in it: it holds
+    /// secrets). `ClusterMap::apply` refuses it; the mon's state machine routes it to
+    /// [`crate::auth::AuthDb::apply`].
+    Auth(crate::auth::AuthCommand),
 }
 
 /// What an applied command says back (Ceph's status string, e.g. "pool 'x' created").
@@ -531,6 +535,7 @@ impl ClusterMap {
                 }
                 (format!("removed snap {snap} of pool '{}'", p.name), *now_secs)
             }
+            Auth(_) => return Err(Error::einval("auth commands apply to the auth database, not the map")),
         })
     }
 

@@ -28,20 +28,22 @@ pub struct CliOut {
 }
 
 impl Cluster {
-    /// Starts a new cluster and waits until it is healthy.
+    /// Starts a new cluster and waits until it is healthy. Authentication is on (cephx): the
+    /// conf `cairn up` writes points `[client] keyring` at `cairn.$name.keyring` next to it,
+    /// where the admin keyring is, so the CLI and [`Cluster::client`] find the admin key.
     pub fn up(osds: u32, mons: u32) -> Cluster {
+        Cluster::up_args(osds, mons, &[])
+    }
+
+    /// [`Cluster::up`] with more `cairn up` arguments (e.g. `--openstack`).
+    pub fn up_args(osds: u32, mons: u32, extra: &[&str]) -> Cluster {
         let dir = tempfile::Builder::new().prefix("cairn-test-").tempdir().expect("tempdir");
         let c = Cluster { dir, children: Default::default() };
-        let out = c.run_raw(&[
-            "up",
-            "--daemon",
-            "--osds",
-            &osds.to_string(),
-            "--mons",
-            &mons.to_string(),
-            "--dir",
-            c.path_str(),
-        ]);
+        let (osds, mons) = (osds.to_string(), mons.to_string());
+        let mut args =
+            vec!["up", "--daemon", "--osds", osds.as_str(), "--mons", mons.as_str(), "--dir", c.path_str()];
+        args.extend_from_slice(extra);
+        let out = c.run_raw(&args);
         assert!(
             out.status.success(),
             "cairn up failed:\n{}\n{}\n{}",
@@ -53,6 +55,8 @@ impl Cluster {
     }
 
     /// Starts a cluster, then restarts it with `extra` appended to `[global]` (test timings).
+    /// `extra` goes first in `[global]`, and the last duplicate wins: options `cairn up` writes
+    /// there itself (`auth … required`) must be replaced in the file instead.
     pub fn up_with(osds: u32, mons: u32, extra: &str) -> Cluster {
         let c = Cluster::up(osds, mons);
         c.ok(&["down", "--dir", c.path_str()]);
@@ -151,8 +155,18 @@ impl Cluster {
     }
 
     pub async fn client(&self) -> Rados {
+        self.client_as("client.admin").await.expect("connect")
+    }
+
+    /// A client as `entity`, with the key the conf finds for it (`cairn.ENTITY.keyring`).
+    pub async fn client_as(&self, entity: &str) -> cairn_types::Result<Rados> {
         let conf = cairn_types::conf::Conf::load(&self.conf()).expect("conf");
-        Rados::connect_conf(&conf, "client.admin").await.expect("connect")
+        Rados::connect_conf(&conf, entity).await
+    }
+
+    /// Where the conf's `[client] keyring` looks for `entity`'s keyring.
+    pub fn keyring_path(&self, entity: &str) -> PathBuf {
+        self.path().join(format!("cairn.{entity}.keyring"))
     }
 
     /// Waits until `check` holds, polling; panics with `what` after `timeout`.

@@ -22,6 +22,11 @@ impl<'a> Args<'a> {
         Ok(Args { obj })
     }
 
+    /// Whether the argument is present (and not null).
+    pub fn has(&self, name: &str) -> bool {
+        !matches!(self.obj.get(name), None | Some(Value::Null))
+    }
+
     pub fn prefix(&self) -> Result<&'a str> {
         self.str("prefix")
     }

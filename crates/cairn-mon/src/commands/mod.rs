@@ -10,6 +10,7 @@
 //! field names, errors with Ceph's errno and wording.
 
 mod args;
+pub mod auth;
 mod df;
 mod format;
 mod health;
@@ -108,6 +109,31 @@ pub fn plan(cmd: &serde_json::Value, ctx: &CommandContext) -> Result<Plan, Error
         "pg dump" => pg::dump(&args, ctx),
         other => Err(Error::einval(format!("unrecognized command '{other}'"))),
     }
+}
+
+/// Whether a command only reads (its caps need `r`; every other command needs `rw`, as Ceph's
+/// command table says). Unknown commands count as changing ones.
+pub fn is_read_only(prefix: &str) -> bool {
+    auth::is_read_only(prefix)
+        || matches!(
+            prefix,
+            "status"
+                | "health"
+                | "df"
+                | "mon dump"
+                | "quorum_status"
+                | "mon_status"
+                | "osd tree"
+                | "osd dump"
+                | "osd stat"
+                | "osd lspools"
+                | "osd pool ls"
+                | "osd pool get"
+                | "osd pool application get"
+                | "osd pool get-quota"
+                | "pg stat"
+                | "pg dump"
+        )
 }
 
 /// The data to send back once a proposed command has been applied (empty for most).

@@ -25,6 +25,7 @@ pub use mem_transport::{MemNetwork, MemTransport};
 pub use store::DB_FILE_NAME;
 pub use wire::{MAX_RPC_BYTES, WIRE_VERSION};
 
+use cairn_types::auth::AuthDb;
 use cairn_types::{errno, ClusterMap, Error, MapCommand};
 use network::{AckTracker, NetworkFactory};
 use openraft::error::{CheckIsLeaderError, ClientWriteError, Fatal, InitializeError, RaftError};
@@ -215,6 +216,7 @@ struct Inner {
     raft: Raft<TypeConfig>,
     members: Arc<BTreeMap<NodeId, String>>,
     map_rx: watch::Receiver<Arc<ClusterMap>>,
+    auth_rx: watch::Receiver<Arc<AuthDb>>,
     acks: Arc<AckTracker>,
     timing: RaftTiming,
     db: Arc<Db>,
@@ -253,7 +255,8 @@ impl MonRaft {
         let db =
             opened.map_err(|e| Error::eio(format!("cannot open mon store in {}: {e}", dir.display())))?;
         let db = Arc::new(db);
-        let (sm, map_rx) = StateMachine::load(Arc::clone(&db))?;
+        let (sm, applied) = StateMachine::load(Arc::clone(&db))?;
+        let (map_rx, auth_rx) = (applied.map, applied.auth);
         let members = Arc::new(members);
         let acks = Arc::new(AckTracker::default());
         let network = NetworkFactory {
@@ -272,7 +275,8 @@ impl MonRaft {
             }
         };
         tracing::info!(node_id, epoch = map_rx.borrow().epoch, "mon raft started");
-        Ok(MonRaft { inner: Arc::new(Inner { node_id, raft, members, map_rx, acks, timing: config, db }) })
+        let inner = Inner { node_id, raft, members, map_rx, auth_rx, acks, timing: config, db };
+        Ok(MonRaft { inner: Arc::new(inner) })
     }
 
     pub fn node_id(&self) -> NodeId {
@@ -326,6 +330,11 @@ impl MonRaft {
     /// The applied map, updated after every applied batch and on snapshot install.
     pub fn map(&self) -> watch::Receiver<Arc<ClusterMap>> {
         self.inner.map_rx.clone()
+    }
+
+    /// The applied auth database (kept beside the map; never sent with it).
+    pub fn auth(&self) -> watch::Receiver<Arc<AuthDb>> {
+        self.inner.auth_rx.clone()
     }
 
     /// Linearizable read barrier: Ok once this mon is confirmed leader by a quorum and has

@@ -5,14 +5,14 @@
 //! - `raft_log`: log index (u64) → `Entry` (the command, membership change or blank entry).
 //! - `raft_meta`: `"vote"` → `Vote`; `"purged"` → last purged `LogId`; `"committed"` → last
 //!   committed `LogId` known here;
-//!   `"sm"` → applied state (last applied `LogId`, membership, the whole `ClusterMap`);
-//!   `"snapshot"` → last snapshot (`SnapshotMeta` + the serialized map).
+//!   `"sm"` → applied state (last applied `LogId`, membership, the whole `ClusterMap` and the
+//!   `AuthDb`); `"snapshot"` → last snapshot (`SnapshotMeta` + the serialized map and auth db).
 //!
 //! Disk assumptions (redb's): a commit with `Durability::Immediate` is atomic and durable when
 //! `commit()` returns. Every write here except the commit index commits that way, so:
 //! - `save_vote` returns, and `append` fires its flush callback, only after the data is on disk
 //!   (openraft's correctness rule for votes and acknowledged entries);
-//! - the applied state (map + last applied id + membership) is saved whole after each applied
+//! - the applied state (map + auth db + last applied id + membership) is saved whole after each applied
 //!   batch, so a restart resumes from exactly the last applied entry, never from a half-applied
 //!   batch; entries committed but not yet applied are re-applied at open (up to the saved commit
 //!   index, see `save_committed`) or once the node learns the commit index again;
@@ -21,12 +21,14 @@
 //! Blocking redb calls that write (and fsync) run on tokio's blocking pool; reads (small, mostly
 //! cached) run inline.
 //!
-//! Schema: `Entry<MapCommand>` and `ClusterMap` are stored with postcard, which is not
+//! Schema: `Entry<MapCommand>`, `ClusterMap` and `AuthDb` are stored with postcard, which is not
 //! self-describing. A change to their serde layout in `cairn-types` must come with a new
-//! `RECORD_VERSION` and a migration arm in [`decode_record`], or old stores stop loading.
+//! `RECORD_VERSION` and a migration arm in [`decode_record`] (or, for the applied state and
+//! snapshots, in [`decode_sm`] / [`decode_snapshot_state`]), or old stores stop loading.
 
 use super::{ApplyOutcome, NodeId, TypeConfig};
-use cairn_types::ClusterMap;
+use cairn_types::auth::AuthDb;
+use cairn_types::{ClusterMap, MapCommand};
 use openraft::storage::{LogFlushed, RaftLogStorage, RaftStateMachine};
 use openraft::{
     AnyError, BasicNode, Entry, EntryPayload, LogId, LogState, OptionalSend, RaftLogReader,
@@ -44,9 +46,14 @@ use tokio::sync::watch;
 
 /// Version byte leading every record this module writes. Version 2: `ClusterMap` gained
 /// `pg_temp` and `PgInterval` gained `up` (background backfill). Version 3: `Pool` gained
-/// `snap_seq` and `removed_snaps` (self-managed snapshots). Older records are not migrated (no
-/// cluster with them exists outside tests); they are refused with a clear error.
-pub(crate) const RECORD_VERSION: u8 = 3;
+/// `snap_seq` and `removed_snaps` (self-managed snapshots). Version 4: the applied state and
+/// snapshots carry the auth database after the map (`MapCommand` gained `Auth` at its end, so
+/// version-3 log entries, votes and ids decode unchanged; a version-3 applied state or snapshot
+/// migrates to an empty auth database, which the leader then initializes). Versions 1 and 2 are
+/// not migrated (no cluster with them exists outside tests); they are refused with a clear error.
+pub(crate) const RECORD_VERSION: u8 = 4;
+/// The previous version, whose records still load (see [`RECORD_VERSION`]).
+const RECORD_VERSION_V3: u8 = 3;
 /// Name of the database file inside the mon's data directory.
 pub const DB_FILE_NAME: &str = "mon.redb";
 
@@ -114,7 +121,7 @@ pub(crate) fn encode_record<T: Serialize + ?Sized>(
 /// the old layout and migrates it.
 pub(crate) fn decode_record<T: DeserializeOwned>(what: &'static str, bytes: &[u8]) -> Result<T, StoreError> {
     match bytes.split_first() {
-        Some((&RECORD_VERSION, body)) => {
+        Some((&(RECORD_VERSION | RECORD_VERSION_V3), body)) => {
             postcard::from_bytes(body).map_err(|e| StoreError::Corrupt { what, detail: e.to_string() })
         }
         Some((v @ (1 | 2), _)) => Err(StoreError::Corrupt {
@@ -188,6 +195,15 @@ impl Db {
             Ok(out)
         })
         .await
+    }
+
+    fn read_meta_raw(&self, key: &'static str) -> Result<Option<Vec<u8>>, StoreError> {
+        self.with(|db| {
+            let txn = db.begin_read()?;
+            let table = txn.open_table(META)?;
+            let value = table.get(key)?;
+            Ok(value.map(|v| v.value().to_vec()))
+        })
     }
 
     fn read_meta<T: DeserializeOwned>(&self, key: &'static str) -> Result<Option<T>, StoreError> {
@@ -392,6 +408,15 @@ struct SmRecord {
     last_applied: Option<LogId<NodeId>>,
     membership: Membership,
     map: ClusterMap,
+    auth: AuthDb,
+}
+
+/// [`SmRecord`] as version 3 wrote it (before the auth database).
+#[derive(Deserialize)]
+struct SmRecordV3 {
+    last_applied: Option<LogId<NodeId>>,
+    membership: Membership,
+    map: ClusterMap,
 }
 
 /// The same layout as [`SmRecord`], borrowed, to write without cloning the map.
@@ -400,6 +425,49 @@ struct SmRecordRef<'a> {
     last_applied: &'a Option<LogId<NodeId>>,
     membership: &'a Membership,
     map: &'a ClusterMap,
+    auth: &'a AuthDb,
+}
+
+/// A snapshot's data: the map and the auth database.
+#[derive(Serialize, Deserialize)]
+struct SnapshotState {
+    map: ClusterMap,
+    auth: AuthDb,
+}
+
+#[derive(Serialize)]
+struct SnapshotStateRef<'a> {
+    map: &'a ClusterMap,
+    auth: &'a AuthDb,
+}
+
+fn corrupt(what: &'static str, e: postcard::Error) -> StoreError {
+    StoreError::Corrupt { what, detail: e.to_string() }
+}
+
+/// Decodes the applied state, migrating a version-3 record (no auth database).
+fn decode_sm(bytes: &[u8]) -> Result<SmRecord, StoreError> {
+    const WHAT: &str = "applied state";
+    match bytes.split_first() {
+        Some((&RECORD_VERSION_V3, body)) => {
+            let old: SmRecordV3 = postcard::from_bytes(body).map_err(|e| corrupt(WHAT, e))?;
+            let SmRecordV3 { last_applied, membership, map } = old;
+            Ok(SmRecord { last_applied, membership, map, auth: AuthDb::default() })
+        }
+        _ => decode_record(WHAT, bytes),
+    }
+}
+
+/// Decodes a snapshot's data, migrating a version-3 snapshot (the map alone).
+fn decode_snapshot_state(bytes: &[u8]) -> Result<SnapshotState, StoreError> {
+    const WHAT: &str = "snapshot state";
+    match bytes.split_first() {
+        Some((&RECORD_VERSION_V3, body)) => {
+            let map: ClusterMap = postcard::from_bytes(body).map_err(|e| corrupt(WHAT, e))?;
+            Ok(SnapshotState { map, auth: AuthDb::default() })
+        }
+        _ => decode_record(WHAT, bytes),
+    }
 }
 
 /// What `"snapshot"` holds: the last snapshot built or installed.
@@ -410,33 +478,49 @@ struct SnapshotRecord {
     data: Vec<u8>,
 }
 
-/// The state machine: the cluster map, applied entry by entry with `ClusterMap::apply`.
+/// The state machine: the cluster map, applied entry by entry with `ClusterMap::apply`, and
+/// beside it the auth database (`MapCommand::Auth` entries, applied with `AuthDb::apply`).
 pub(crate) struct StateMachine {
     db: Arc<Db>,
     last_applied: Option<LogId<NodeId>>,
     membership: Membership,
     map: Arc<ClusterMap>,
     map_tx: watch::Sender<Arc<ClusterMap>>,
+    auth: Arc<AuthDb>,
+    auth_tx: watch::Sender<Arc<AuthDb>>,
+}
+
+/// Receivers of what the state machine applies.
+pub(crate) struct Applied {
+    pub map: watch::Receiver<Arc<ClusterMap>>,
+    pub auth: watch::Receiver<Arc<AuthDb>>,
 }
 
 static SNAPSHOT_SEQ: AtomicU64 = AtomicU64::new(0);
 
 impl StateMachine {
     /// Loads the applied state saved by the last run (or an empty one).
-    pub(crate) fn load(db: Arc<Db>) -> Result<(StateMachine, watch::Receiver<Arc<ClusterMap>>), StoreError> {
-        let record: Option<SmRecord> = db.read_meta(KEY_SM)?;
-        let (last_applied, membership, map) = match record {
-            Some(r) => (r.last_applied, r.membership, r.map),
-            None => (None, Membership::default(), ClusterMap::default()),
+    pub(crate) fn load(db: Arc<Db>) -> Result<(StateMachine, Applied), StoreError> {
+        let record = db.read_meta_raw(KEY_SM)?.map(|b| decode_sm(&b)).transpose()?;
+        let (last_applied, membership, map, auth) = match record {
+            Some(r) => (r.last_applied, r.membership, r.map, r.auth),
+            None => (None, Membership::default(), ClusterMap::default(), AuthDb::default()),
         };
         let map = Arc::new(map);
+        let auth = Arc::new(auth);
         let (map_tx, map_rx) = watch::channel(Arc::clone(&map));
-        Ok((StateMachine { db, last_applied, membership, map, map_tx }, map_rx))
+        let (auth_tx, auth_rx) = watch::channel(Arc::clone(&auth));
+        let sm = StateMachine { db, last_applied, membership, map, map_tx, auth, auth_tx };
+        Ok((sm, Applied { map: map_rx, auth: auth_rx }))
     }
 
     fn sm_record(&self) -> Result<Vec<u8>, StoreError> {
-        let r =
-            SmRecordRef { last_applied: &self.last_applied, membership: &self.membership, map: &self.map };
+        let r = SmRecordRef {
+            last_applied: &self.last_applied,
+            membership: &self.membership,
+            map: &self.map,
+            auth: &self.auth,
+        };
         encode_record("applied state", &r)
     }
 }
@@ -459,11 +543,13 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
     {
         let mut outcomes = Vec::new();
         let epoch_before = self.map.epoch;
+        let auth_before = self.auth.version;
         for entry in entries {
             debug_assert!(Some(entry.log_id) > self.last_applied, "apply out of order");
             self.last_applied = Some(entry.log_id);
             let outcome = match entry.payload {
                 EntryPayload::Blank => Ok(String::new()),
+                EntryPayload::Normal(MapCommand::Auth(cmd)) => Arc::make_mut(&mut self.auth).apply(&cmd),
                 EntryPayload::Normal(cmd) => Arc::make_mut(&mut self.map).apply(&cmd),
                 EntryPayload::Membership(m) => {
                     self.membership = StoredMembership::new(Some(entry.log_id), m);
@@ -480,9 +566,13 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             })
             .await
             .map_err(sm_write_err)?;
-        // ClusterMap::apply bumps the epoch exactly when the map changes.
+        // ClusterMap::apply bumps the epoch exactly when the map changes (AuthDb::apply its
+        // version).
         if self.map.epoch != epoch_before {
             self.map_tx.send_replace(Arc::clone(&self.map));
+        }
+        if self.auth.version != auth_before {
+            self.auth_tx.send_replace(Arc::clone(&self.auth));
         }
         Ok(outcomes)
     }
@@ -493,6 +583,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             last_applied: self.last_applied,
             membership: self.membership.clone(),
             map: Arc::clone(&self.map),
+            auth: Arc::clone(&self.auth),
         }
     }
 
@@ -509,11 +600,12 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         let snap_err = |e: &StoreError| -> Sto {
             StorageIOError::write_snapshot(Some(meta.signature()), AnyError::new(e)).into()
         };
-        let map: ClusterMap = decode_record("snapshot map", &data).map_err(|e| snap_err(&e))?;
-        tracing::info!(snapshot = %meta, epoch = map.epoch, "mon raft: installing snapshot");
+        let state = decode_snapshot_state(&data).map_err(|e| snap_err(&e))?;
+        tracing::info!(snapshot = %meta, epoch = state.map.epoch, "mon raft: installing snapshot");
         self.last_applied = meta.last_log_id;
         self.membership = meta.last_membership.clone();
-        self.map = Arc::new(map);
+        self.map = Arc::new(state.map);
+        self.auth = Arc::new(state.auth);
         let sm = self.sm_record().map_err(|e| snap_err(&e))?;
         let snap = encode_record("snapshot", &SnapshotRecord { meta: meta.clone(), data })
             .map_err(|e| snap_err(&e))?;
@@ -527,6 +619,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             .await
             .map_err(|e| snap_err(&e))?;
         self.map_tx.send_replace(Arc::clone(&self.map));
+        self.auth_tx.send_replace(Arc::clone(&self.auth));
         Ok(())
     }
 
@@ -539,12 +632,13 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
     }
 }
 
-/// A frozen copy of the state machine (the map is an `Arc`, so taking it is cheap).
+/// A frozen copy of the state machine (the map and auth db are `Arc`s, so taking it is cheap).
 pub(crate) struct SnapshotBuilder {
     db: Arc<Db>,
     last_applied: Option<LogId<NodeId>>,
     membership: Membership,
     map: Arc<ClusterMap>,
+    auth: Arc<AuthDb>,
 }
 
 impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
@@ -562,7 +656,8 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
         let err = |e: &StoreError| -> Sto {
             StorageIOError::write_snapshot(Some(meta.signature()), AnyError::new(e)).into()
         };
-        let data = encode_record("snapshot map", self.map.as_ref()).map_err(|e| err(&e))?;
+        let state = SnapshotStateRef { map: &self.map, auth: &self.auth };
+        let data = encode_record("snapshot state", &state).map_err(|e| err(&e))?;
         let record = encode_record("snapshot", &SnapshotRecord { meta: meta.clone(), data: data.clone() })
             .map_err(|e| err(&e))?;
         let last = meta.last_log_id;
@@ -619,5 +714,30 @@ mod tests {
         assert!(decode_record::<Vote<NodeId>>("vote", &wrong).is_err());
         assert!(decode_record::<Vote<NodeId>>("vote", &[]).is_err());
         assert!(decode_record::<Vote<NodeId>>("vote", &bytes[..2]).is_err());
+    }
+
+    #[test]
+    fn version_3_applied_state_and_snapshots_migrate() {
+        #[derive(Serialize)]
+        struct V3<'a> {
+            last_applied: Option<LogId<NodeId>>,
+            membership: Membership,
+            map: &'a ClusterMap,
+        }
+        let map = ClusterMap { fsid: "f".into(), epoch: 7, ..Default::default() };
+        let mut old = vec![RECORD_VERSION_V3];
+        let v3 = V3 { last_applied: None, membership: Membership::default(), map: &map };
+        old.extend(postcard::to_allocvec(&v3).unwrap());
+        let sm = decode_sm(&old).unwrap();
+        assert_eq!((sm.map.epoch, sm.auth.is_initialized()), (7, false));
+        let mut snap = vec![RECORD_VERSION_V3];
+        snap.extend(postcard::to_allocvec(&map).unwrap());
+        assert_eq!(decode_snapshot_state(&snap).unwrap().map, map);
+        // Current records round-trip with their auth database.
+        let auth = AuthDb { version: 3, ..Default::default() };
+        let r =
+            SmRecordRef { last_applied: &None, membership: &Membership::default(), map: &map, auth: &auth };
+        let sm = decode_sm(&encode_record("applied state", &r).unwrap()).unwrap();
+        assert_eq!(sm.auth.version, 3);
     }
 }
