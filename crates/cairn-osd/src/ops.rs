@@ -87,10 +87,12 @@ pub fn load_head(store: &dyn ObjectStore, pg: PgId, oid: &ObjectId) -> Result<He
         Err(e) if e.errno == errno::ENODATA || e.errno == errno::ENOENT => Ok(None),
         Err(e) => Err(e),
     };
-    let snapset = match xattr(SNAPSET_XATTR)? {
-        Some(v) => cairn_proto::cls::decode("snapset", &v)?,
-        None => SnapSet::default(),
+    // Objects never written under a snapshot context (most) have no snapset, and a whiteout
+    // always has one: one lookup in the common case.
+    let Some(v) = xattr(SNAPSET_XATTR)? else {
+        return Ok(Head { meta, whiteout: false, snapset: SnapSet::default() });
     };
+    let snapset = cairn_proto::cls::decode("snapset", &v)?;
     Ok(Head { meta, whiteout: xattr(WHITEOUT_XATTR)?.is_some(), snapset })
 }
 
