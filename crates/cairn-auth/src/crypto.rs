@@ -1,8 +1,8 @@
 //! The few primitives everything else is built from: OS randomness, HMAC-SHA256 over
 //! length-framed fields, an HMAC-based KDF, and AES-256-GCM sealing with a random nonce.
 
-use aes_gcm::aead::{Aead, KeyInit, Payload};
-use aes_gcm::{Aes256Gcm, Nonce};
+use aes_gcm::aead::{Aead, AeadInOut, KeyInit, Payload};
+use aes_gcm::{Aes256Gcm, Nonce, Tag};
 use hmac::{Hmac, Mac};
 use rand::TryRng;
 use sha2::Sha256;
@@ -84,6 +84,31 @@ impl Cipher {
     pub(crate) fn open(&self, nonce: &[u8; GCM_NONCE_LEN], aad: &[u8], ct: &[u8]) -> Option<Vec<u8>> {
         self.0.decrypt(&Nonce::from(*nonce), Payload { msg: ct, aad }).ok()
     }
+
+    /// Encrypts `data` where it lies and returns the tag (no copy of a large frame).
+    pub(crate) fn seal_in_place(
+        &self,
+        nonce: &[u8; GCM_NONCE_LEN],
+        aad: &[u8],
+        data: &mut [u8],
+    ) -> [u8; GCM_TAG_LEN] {
+        let tag = self
+            .0
+            .encrypt_inout_detached(&Nonce::from(*nonce), aad, data.into())
+            .expect("AES-GCM sealing cannot fail below 64 GiB");
+        tag.into()
+    }
+
+    /// Checks `tag` and decrypts `data` where it lies; `false` (and `data` unusable) on mismatch.
+    pub(crate) fn open_in_place(
+        &self,
+        nonce: &[u8; GCM_NONCE_LEN],
+        aad: &[u8],
+        data: &mut [u8],
+        tag: &[u8; GCM_TAG_LEN],
+    ) -> bool {
+        self.0.decrypt_inout_detached(&Nonce::from(*nonce), aad, data.into(), &Tag::from(*tag)).is_ok()
+    }
 }
 
 #[cfg(test)]
@@ -114,5 +139,18 @@ mod tests {
             assert!(open(&key, b"aad", &b).is_none(), "flip at {i} accepted");
         }
         assert!(open(&key, b"aad", &blob[..5]).is_none());
+    }
+
+    #[test]
+    fn in_place_matches_allocating() {
+        let c = Cipher::new(&[3u8; KEY_LEN]);
+        let nonce = [1u8; GCM_NONCE_LEN];
+        let sealed = c.seal(&nonce, b"aad", b"in place");
+        let mut data = *b"in place";
+        let tag = c.seal_in_place(&nonce, b"aad", &mut data);
+        assert_eq!([&data[..], &tag[..]].concat(), sealed);
+        assert!(!c.open_in_place(&nonce, b"aaD", &mut data.clone(), &tag));
+        assert!(c.open_in_place(&nonce, b"aad", &mut data, &tag));
+        assert_eq!(&data, b"in place");
     }
 }

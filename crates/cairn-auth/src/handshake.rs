@@ -146,6 +146,18 @@ impl ConnKey {
     pub fn expose(&self) -> &[u8; KEY_LEN] {
         &self.0
     }
+
+    /// `MAC(conn_key, label, data)`: binds what both ends saw of a negotiation to this
+    /// connection (the on-wire mode choice, for one).
+    pub fn mac(&self, label: &str, data: &[u8]) -> Mac {
+        crypto::mac(&self.0, label, &[data])
+    }
+
+    /// Checks a [`ConnKey::mac`] in constant time.
+    pub fn verify(&self, label: &str, data: &[u8], mac: &[u8]) -> bool {
+        let Ok(mac) = <&Mac>::try_from(mac) else { return false };
+        crypto::verify_mac(&self.0, label, &[data], mac)
+    }
 }
 
 impl Drop for SessionKey {
@@ -174,6 +186,16 @@ impl fmt::Debug for ConnKey {
 
 fn conn_key(session: &SessionKey, client_nonce: &Nonce, service_nonce: &Nonce) -> ConnKey {
     ConnKey(*crypto::kdf(&session.0, "connection", &[client_nonce, service_nonce]))
+}
+
+/// The key of a mon connection whose handshake was a login: derived from the entity's secret
+/// and both login nonces (the secret never leaves either end; the nonces are fresh).
+fn login_conn_key(secret: &Secret, entity: &EntityName, client: &Nonce, server: &Nonce) -> ConnKey {
+    ConnKey(*crypto::kdf(
+        secret.expose(),
+        "login connection",
+        &[entity.to_string().as_bytes(), client, server],
+    ))
 }
 
 /// A service's ticket-sealing keys: the current generation seals, the previous one still opens.
@@ -344,6 +366,13 @@ impl ClientHandshake {
 }
 
 impl ClientAwaitingReply {
+    /// The key of the connection this login runs on (for [`FrameCipher`] and [`ConnKey::mac`]).
+    /// The mon derives the same key once it has checked the proof; only a mon that knows the
+    /// secret can, which [`ClientAwaitingReply::finish`] confirms.
+    pub fn conn_key(&self) -> ConnKey {
+        login_conn_key(&self.secret, &self.entity, &self.client_nonce, &self.server_nonce)
+    }
+
     /// Opens every ticket's session key. Success also proves the mon knows our secret.
     pub fn finish(self, reply: &AuthReply) -> Result<ClientSession> {
         if reply.tickets.is_empty() || reply.tickets.len() > MAX_TICKETS {
@@ -390,6 +419,12 @@ impl ClientTicket {
     pub fn session_key(&self) -> &SessionKey {
         &self.session_key
     }
+
+    /// The generation of the service key that sealed the ticket (stated in the blob's clear
+    /// header); `None` if the blob is not a ticket blob.
+    pub fn key_generation(&self) -> Option<u64> {
+        decode::<TicketBlob>(&self.ticket_blob).ok().map(|b| b.key_generation)
+    }
 }
 
 /// What the mon grants a client that proved its identity.
@@ -420,6 +455,13 @@ impl MonHandshake {
     /// Whose secret [`MonHandshake::accept`] needs.
     pub fn entity(&self) -> &EntityName {
         &self.hello.entity
+    }
+
+    /// The key of the connection this login runs on, as the client derives it
+    /// ([`ClientAwaitingReply::conn_key`]). Use it only after [`MonHandshake::accept`] succeeded
+    /// with the same `secret`.
+    pub fn conn_key(&self, secret: &Secret) -> ConnKey {
+        login_conn_key(secret, &self.hello.entity, &self.hello.client_nonce, &self.server_nonce)
     }
 
     /// Checks the proof in constant time; on success seals a fresh session key and a ticket for
@@ -491,6 +533,13 @@ pub struct PendingAuthorizer {
 }
 
 impl PendingAuthorizer {
+    /// The connection key, before the service has proved itself: for binding what this client
+    /// sends next (the on-wire mode choice) to the connection. [`PendingAuthorizer::finish`]
+    /// yields the same key once the reply checks out.
+    pub fn conn_key(&self) -> ConnKey {
+        conn_key(&self.session_key, &self.client_nonce, &self.service_nonce)
+    }
+
     /// Checks the service's proof (mutual authentication) and yields the connection key.
     pub fn finish(self, reply: &AuthorizerReply) -> Result<ConnKey> {
         let nonces: [&[u8]; 2] = [&self.client_nonce, &self.service_nonce];
@@ -594,12 +643,23 @@ pub enum Side {
 /// Optional on-wire encryption of one connection: AES-256-GCM with a key per direction derived
 /// from the [`ConnKey`] and an implicit per-direction frame counter as nonce. A tampered,
 /// replayed, dropped or reordered frame fails to open, after which the cipher refuses
-/// everything (the connection must be closed).
+/// everything (the connection must be closed). [`FrameCipher::split`] gives the sending and the
+/// receiving half to the tasks that write and read the connection.
 pub struct FrameCipher {
-    tx: Cipher,
-    rx: Cipher,
-    tx_seq: u64,
-    rx_seq: u64,
+    tx: FrameSealer,
+    rx: FrameOpener,
+}
+
+/// The sending half of a [`FrameCipher`].
+pub struct FrameSealer {
+    cipher: Cipher,
+    seq: u64,
+}
+
+/// The receiving half of a [`FrameCipher`].
+pub struct FrameOpener {
+    cipher: Cipher,
+    seq: u64,
     failed: bool,
 }
 
@@ -614,47 +674,97 @@ impl FrameCipher {
             Side::Client => (c2s, s2c),
             Side::Server => (s2c, c2s),
         };
-        FrameCipher { tx, rx, tx_seq: 0, rx_seq: 0, failed: false }
+        FrameCipher {
+            tx: FrameSealer { cipher: tx, seq: 0 },
+            rx: FrameOpener { cipher: rx, seq: 0, failed: false },
+        }
     }
 
     /// Seals the next outgoing frame; `aad` (e.g. the frame header) is authenticated, not hidden.
     pub fn seal(&mut self, aad: &[u8], plaintext: &[u8]) -> Result<Vec<u8>> {
-        if self.tx_seq == u64::MAX {
-            return Err(Error::eagain("frame counter exhausted: reconnect"));
-        }
-        let sealed = self.tx.seal(&frame_nonce(self.tx_seq), aad, plaintext);
-        self.tx_seq += 1;
-        Ok(sealed)
+        let mut out = plaintext.to_vec();
+        let tag = self.tx.seal_in_place(aad, &mut out)?;
+        out.extend_from_slice(&tag);
+        Ok(out)
     }
 
-    /// Opens the next incoming frame.
+    /// Opens the next incoming frame (`ciphertext ‖ tag`).
     pub fn open(&mut self, aad: &[u8], sealed: &[u8]) -> Result<Vec<u8>> {
+        let mut data = sealed.to_vec();
+        let len = self.rx.open_in_place(aad, &mut data)?;
+        data.truncate(len);
+        Ok(data)
+    }
+
+    /// The sending and receiving halves, for a connection written and read by separate tasks.
+    pub fn split(self) -> (FrameSealer, FrameOpener) {
+        (self.tx, self.rx)
+    }
+}
+
+impl FrameSealer {
+    /// Encrypts the next outgoing frame's payload where it lies and returns the
+    /// [`FrameCipher::OVERHEAD_BYTES`]-byte tag to send after it.
+    pub fn seal_in_place(&mut self, aad: &[u8], data: &mut [u8]) -> Result<[u8; GCM_TAG_LEN]> {
+        if self.seq == u64::MAX {
+            return Err(Error::eagain("frame counter exhausted: reconnect"));
+        }
+        let tag = self.cipher.seal_in_place(&frame_nonce(self.seq), aad, data);
+        self.seq += 1;
+        Ok(tag)
+    }
+
+    /// Frames sealed so far.
+    pub fn frames(&self) -> u64 {
+        self.seq
+    }
+}
+
+impl FrameOpener {
+    /// Opens the next incoming frame, `ciphertext ‖ tag`, where it lies: on success the first
+    /// returned-length bytes of `data` are the plaintext. EACCES (and every later call fails
+    /// too) when it does not authenticate.
+    pub fn open_in_place(&mut self, aad: &[u8], data: &mut [u8]) -> Result<usize> {
         if self.failed {
             return Err(denied("connection already failed frame authentication"));
         }
-        match self.rx.open(&frame_nonce(self.rx_seq), aad, sealed) {
-            Some(plain) => {
-                self.rx_seq += 1;
-                Ok(plain)
-            }
-            None => {
-                self.failed = true;
-                Err(denied(format!(
-                    "frame {} failed authentication (tampered, replayed or reordered)",
-                    self.rx_seq
-                )))
-            }
+        let seq = self.seq;
+        let opened = data.len().checked_sub(GCM_TAG_LEN).is_some_and(|len| {
+            let (body, tag) = data.split_at_mut(len);
+            let tag: &[u8; GCM_TAG_LEN] = (&*tag).try_into().expect("tag length");
+            self.cipher.open_in_place(&frame_nonce(seq), aad, body, tag)
+        });
+        if !opened {
+            self.failed = true;
+            return Err(denied(format!(
+                "frame {seq} failed authentication (tampered, replayed or reordered)"
+            )));
         }
+        self.seq += 1;
+        Ok(data.len() - GCM_TAG_LEN)
+    }
+
+    /// Frames opened so far.
+    pub fn frames(&self) -> u64 {
+        self.seq
     }
 }
 
 impl fmt::Debug for FrameCipher {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "FrameCipher {{ tx_seq: {}, rx_seq: {}, failed: {} }}",
-            self.tx_seq, self.rx_seq, self.failed
-        )
+        f.debug_struct("FrameCipher").field("tx", &self.tx).field("rx", &self.rx).finish()
+    }
+}
+
+impl fmt::Debug for FrameSealer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "FrameSealer {{ seq: {} }}", self.seq)
+    }
+}
+
+impl fmt::Debug for FrameOpener {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "FrameOpener {{ seq: {}, failed: {} }}", self.seq, self.failed)
     }
 }
 
@@ -723,7 +833,9 @@ mod tests {
         let (osd, hello) = ServiceHandshake::start("osd");
         let (pending, auth) = t.authorizer(&wire(log, &hello));
         let accepted = osd.accept(keys, &wire(log, &auth), now)?;
+        let early = pending.conn_key();
         let key = pending.finish(&wire(log, &accepted.reply))?;
+        assert_eq!(early.expose(), key.expose(), "the early key is the connection key");
         Ok((accepted, key))
     }
 
@@ -739,6 +851,7 @@ mod tests {
         assert_eq!((session.global_id, session.tickets.len()), (4242, 2));
         let t = &session.tickets["osd"];
         assert_eq!(t.expires, NOW + TTL);
+        assert_eq!(t.key_generation(), Some(1));
         let (accepted, client_key) = connect(t, &c.osd_keys, NOW + 10, &mut log).unwrap();
         let ticket = &accepted.ticket;
         assert_eq!((ticket.entity.to_string(), ticket.global_id), ("client.glance".to_string(), 4242));
@@ -919,6 +1032,51 @@ mod tests {
         assert!(s.open(b"H", &f0).is_err(), "header tamper");
         let (mut c, _) = fresh();
         assert!(c.open(b"h", &f0).is_err(), "reflected to its sender");
+    }
+
+    #[test]
+    fn split_halves_seal_in_place_like_the_whole_cipher() {
+        let key = ConnKey([5; KEY_LEN]);
+        let mut whole = FrameCipher::new(&key, Side::Client);
+        let (mut tx, _) = FrameCipher::new(&key, Side::Client).split();
+        let (_, mut rx) = FrameCipher::new(&key, Side::Server).split();
+        for i in 0..3u8 {
+            let expected = whole.seal(b"hdr", &[i; 64]).unwrap();
+            let mut data = [i; 64];
+            let tag = tx.seal_in_place(b"hdr", &mut data).unwrap();
+            let mut wire = [&data[..], &tag[..]].concat();
+            assert_eq!(wire, expected);
+            assert_eq!(rx.open_in_place(b"hdr", &mut wire).unwrap(), 64);
+            assert_eq!(&wire[..64], &[i; 64]);
+        }
+        assert_eq!((tx.frames(), rx.frames()), (3, 3));
+        // Shorter than a tag, then anything after a failure: refused.
+        assert_eq!(rx.open_in_place(b"hdr", &mut [0u8; 15]).unwrap_err().errno, errno::EACCES);
+        let mut next = [0u8; 8];
+        let tag = tx.seal_in_place(b"hdr", &mut next).unwrap();
+        let mut wire = [&next[..], &tag[..]].concat();
+        assert!(rx.open_in_place(b"hdr", &mut wire).is_err(), "a failed connection stays failed");
+    }
+
+    #[test]
+    fn login_connections_get_one_key_at_both_ends() {
+        let c = cluster();
+        let (client, hello) = ClientHandshake::start(c.entity.clone(), &c.secret);
+        let (mon, challenge) = MonHandshake::start(hello);
+        let (client, _proof) = client.prove(&challenge);
+        let (ck, mk) = (client.conn_key(), mon.conn_key(&c.secret));
+        assert_eq!(ck.expose(), mk.expose());
+        assert_ne!(mon.conn_key(&Secret::generate()).expose(), ck.expose());
+        // Another login of the same entity: another key.
+        let (other, hello) = ClientHandshake::start(c.entity.clone(), &c.secret);
+        let (_, challenge) = MonHandshake::start(hello);
+        assert_ne!(other.prove(&challenge).0.conn_key().expose(), ck.expose());
+        // MACs under the connection key bind data to this connection.
+        let mac = ck.mac("modes", b"secure");
+        assert!(mk.verify("modes", b"secure", &mac));
+        assert!(!mk.verify("modes", b"crc", &mac));
+        assert!(!mk.verify("other", b"secure", &mac));
+        assert!(!mk.verify("modes", b"secure", &mac[..31]));
     }
 
     #[test]

@@ -42,8 +42,8 @@ pub use entity::{EntityName, EntityType};
 pub use handshake::{
     open_service_keys, random_nonce, seal_service_keys, Accepted, AuthReply, Authorizer, AuthorizerReply,
     Challenge, ClientAwaitingReply, ClientHandshake, ClientProof, ClientSession, ClientTicket, ConnKey,
-    FrameCipher, Hello, Issue, MonHandshake, PendingAuthorizer, ServiceHandshake, ServiceHello, ServiceKeys,
-    ServiceTicket, SessionKey, Side, Ticket,
+    FrameCipher, FrameOpener, FrameSealer, Hello, Issue, MonHandshake, PendingAuthorizer, ServiceHandshake,
+    ServiceHello, ServiceKeys, ServiceTicket, SessionKey, Side, Ticket,
 };
 pub use key::{CryptoKey, Secret};
 pub use keyring::{Keyring, KeyringEntry};

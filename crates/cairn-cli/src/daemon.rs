@@ -198,7 +198,8 @@ pub fn run_mon(global: &Global, args: &[String]) -> Result<ExitCode, Error> {
         // Mons reach each other as `mon.`, with the key they share.
         let net = cairn_proto::net::tcp();
         let addrs: Vec<String> = peers.values().cloned().collect();
-        let auth = ClientAuth::new("mon.".parse()?, mon_secret, settings.cluster.clone(), addrs, net.clone());
+        let (methods, modes) = (settings.cluster.clone(), settings.modes.clone());
+        let auth = ClientAuth::with_modes("mon.".parse()?, mon_secret, methods, modes, addrs, net.clone());
         let transport = TcpRaftTransport::with_network(net, auth);
         let raft = MonRaft::open(cfg.node_id, &datadir.path, peers, transport, timing).await?;
         let mon = Mon::new(cfg, raft.clone());

@@ -11,19 +11,17 @@ use cairn_client::Rados;
 use cairn_proto::cls::ClsCall;
 use cairn_proto::frame::{self, FrameType, HEADER_BYTES};
 use cairn_proto::msg::{decode_envelope, Envelope};
-use cairn_proto::net::{BoxFuture, Network, Stream};
+use cairn_proto::net::{BoxFuture, Network};
 use cairn_proto::{ClientAuth, Conn, Message};
 use cairn_rbd::{CreateOptions, Image};
 use cairn_types::errno;
+use common::tap::{Recorded, RecordingNet};
 use common::{rt, Cluster};
-use std::io;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::pin::Pin;
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const MIB: u64 = 1 << 20;
 /// Seed 000 (Mitaka and later) / 003, verbatim.
@@ -304,7 +302,6 @@ fn refusals_are_clear_and_write_nothing() {
         }
 
         // Caps reduced while connected: refused within seconds, reads still allowed.
-        let stale_session = cinder.auth().session().unwrap();
         tokio::task::block_in_place(|| {
             c.ok(&["auth", "caps", "client.cinder", "mon", "allow r", "osd", "allow r pool=images"]);
         });
@@ -338,7 +335,18 @@ fn refusals_are_clear_and_write_nothing() {
         let reply = glance.mon_command(&serde_json::json!({"prefix": "osd lspools"})).await;
         assert!(reply.is_err() || reply.as_ref().unwrap().rc == errno::EACCES, "{reply:?}");
 
-        // An expired ticket: cinder's first osd ticket, presented after it ran out.
+        // An expired ticket, presented after it ran out. Taken fresh just after a key rotation,
+        // so that its key generation is normally still accepted then (current or previous: the
+        // mons rotate once per 5 s lifetime) and the refusal is about the expiry itself.
+        let generation = |a: &ClientAuth| a.session().unwrap().tickets["osd"].key_generation().unwrap();
+        let before = generation(cinder.auth());
+        let start = Instant::now();
+        while generation(cinder.auth()) == before {
+            assert!(start.elapsed() < Duration::from_secs(15), "no key rotation");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            cinder.auth().login_at_any_mon().await.unwrap();
+        }
+        let stale_session = cinder.auth().session().unwrap();
         let expires = stale_session.tickets["osd"].expires;
         let now = cairn_proto::auth::now_secs();
         tokio::time::sleep(Duration::from_secs(expires.saturating_sub(now) + 1)).await;
@@ -347,7 +355,12 @@ fn refusals_are_clear_and_write_nothing() {
         let stale = ClientAuth::with_session(stale_session, cairn_proto::net::tcp());
         let e = Conn::connect(&cairn_proto::net::TcpNetwork, &osd.addr, &stale).await.err().unwrap();
         assert_eq!(e.errno, errno::EACCES, "{e}");
-        assert!(e.message.contains("ticket for client.cinder expired"), "{e}");
+        // On a loaded machine the mons may have rotated twice by now, retiring the ticket's key
+        // generation as well; either refusal is about the ticket's age (the expiry check alone is
+        // covered by cairn-auth's unit tests).
+        let stale_refusal = e.message.contains("ticket for client.cinder expired")
+            || e.message.contains("which is no longer valid");
+        assert!(stale_refusal, "{e}");
     });
     // Glance cannot log in again either.
     let out = c.cli(&["--id", "glance", "-s"]);
@@ -356,70 +369,6 @@ fn refusals_are_clear_and_write_nothing() {
 
 // -------------------------------------------------------------------------------------------
 // 3. No secret on the wire; replayed handshakes fail. `cairn up --openstack` made the users.
-
-/// Every byte a connection sent and received.
-#[derive(Default)]
-struct Recorded {
-    addr: String,
-    sent: Vec<u8>,
-    received: Vec<u8>,
-}
-
-/// Real TCP, with every connection's bytes recorded (the test's loopback capture).
-#[derive(Default)]
-struct RecordingNet {
-    conns: Mutex<Vec<Arc<Mutex<Recorded>>>>,
-}
-
-struct Tap {
-    inner: tokio::net::TcpStream,
-    rec: Arc<Mutex<Recorded>>,
-}
-
-impl AsyncRead for Tap {
-    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
-        let me = self.get_mut();
-        let before = buf.filled().len();
-        let r = Pin::new(&mut me.inner).poll_read(cx, buf);
-        if let Poll::Ready(Ok(())) = r {
-            me.rec.lock().unwrap().received.extend_from_slice(&buf.filled()[before..]);
-        }
-        r
-    }
-}
-
-impl AsyncWrite for Tap {
-    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, data: &[u8]) -> Poll<io::Result<usize>> {
-        let me = self.get_mut();
-        let r = Pin::new(&mut me.inner).poll_write(cx, data);
-        if let Poll::Ready(Ok(n)) = r {
-            me.rec.lock().unwrap().sent.extend_from_slice(&data[..n]);
-        }
-        r
-    }
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
-    }
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
-    }
-}
-
-impl Network for RecordingNet {
-    fn connect(&self, addr: &str) -> BoxFuture<'static, io::Result<Box<dyn Stream>>> {
-        let rec = Arc::new(Mutex::new(Recorded { addr: addr.to_string(), ..Default::default() }));
-        self.conns.lock().unwrap().push(rec.clone());
-        let addr = addr.to_string();
-        Box::pin(async move {
-            let inner = tokio::net::TcpStream::connect(addr).await?;
-            inner.set_nodelay(true)?;
-            Ok(Box::new(Tap { inner, rec }) as Box<dyn Stream>)
-        })
-    }
-    fn bind(&self, _addr: &str) -> BoxFuture<'static, io::Result<Box<dyn cairn_proto::Listener>>> {
-        Box::pin(async { Err(io::Error::other("the recording network only connects")) })
-    }
-}
 
 fn contains_window(hay: &[u8], needle: &[u8]) -> bool {
     needle.windows(8).any(|w| hay.windows(8).any(|h| h == w))

@@ -5,7 +5,7 @@
 //! the conf's.
 
 use cairn_auth::{CryptoKey, EntityName, Keyring, Secret};
-use cairn_proto::auth::{is_daemon, AuthMethod, AuthSettings};
+use cairn_proto::auth::{is_daemon, AuthMethod, AuthSettings, ModeSettings};
 use cairn_types::conf::Conf;
 use cairn_types::{errno, Error, Result};
 use std::io::Read;
@@ -26,32 +26,43 @@ pub struct Credentials {
     pub secret: Option<Secret>,
     /// In order of preference.
     pub methods: Vec<AuthMethod>,
+    /// The on-wire modes it asks for (`ms_client_mode`, …).
+    pub modes: ModeSettings,
 }
 
 impl Credentials {
     /// Method none, claiming to be `entity`.
     pub fn none(entity: EntityName) -> Self {
-        Credentials { entity, secret: None, methods: vec![AuthMethod::None] }
+        Credentials { entity, secret: None, methods: vec![AuthMethod::None], modes: ModeSettings::default() }
     }
 
     /// cephx with `secret`.
     pub fn cephx(entity: EntityName, secret: Secret) -> Self {
-        Credentials { entity, secret: Some(secret), methods: vec![AuthMethod::Cephx] }
+        Credentials {
+            entity,
+            secret: Some(secret),
+            methods: vec![AuthMethod::Cephx],
+            modes: ModeSettings::default(),
+        }
     }
 
     /// From the configuration: the methods of `auth_client_required` (daemons:
-    /// `auth_cluster_required`) and, when cephx is among them, the entity's key. Without a key,
-    /// cephx-only is an error naming where it looked; with `none` also allowed, none is used.
+    /// `auth_cluster_required`) and, when cephx is among them, the entity's key, and the
+    /// `ms_*_mode` options. Without a key, cephx-only is an error naming where it looked; with
+    /// `none` also allowed, none is used.
     pub fn from_conf(conf: &Conf, entity: &str) -> Result<Credentials> {
         let name: EntityName = entity.parse()?;
         let settings = AuthSettings::from_conf(conf, entity)?;
+        let modes = settings.modes;
         let methods = if is_daemon(&name) { settings.cluster } else { settings.client };
         if !methods.contains(&AuthMethod::Cephx) {
-            return Ok(Credentials { entity: name, secret: None, methods });
+            return Ok(Credentials { entity: name, secret: None, methods, modes });
         }
         match find_secret(conf, &name) {
-            Ok(secret) => Ok(Credentials { entity: name, secret: Some(secret), methods }),
-            Err(_) if methods.contains(&AuthMethod::None) => Ok(Credentials::none(name)),
+            Ok(secret) => Ok(Credentials { entity: name, secret: Some(secret), methods, modes }),
+            Err(_) if methods.contains(&AuthMethod::None) => {
+                Ok(Credentials { modes, ..Credentials::none(name) })
+            }
             Err(e) => Err(e),
         }
     }

@@ -66,7 +66,14 @@ impl Rados {
         op_timeout: Duration,
         mount_timeout: Duration,
     ) -> Result<Rados> {
-        let auth = ClientAuth::new(creds.entity, creds.secret, creds.methods, mons.clone(), net.clone());
+        let auth = ClientAuth::with_modes(
+            creds.entity,
+            creds.secret,
+            creds.methods,
+            creds.modes,
+            mons.clone(),
+            net.clone(),
+        );
         let monc = MonClient::with_network(mons, net.clone(), auth.clone())?;
         monc.wait_for_map(mount_timeout).await?;
         tokio::spawn(monc.clone().follow_maps());

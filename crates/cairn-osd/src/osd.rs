@@ -88,8 +88,15 @@ pub async fn run(
     let addr =
         if cfg.public_addr.is_empty() { listener.local_addr()?.to_string() } else { cfg.public_addr.clone() };
     let entity = format!("osd.{}", cfg.id).parse().map_err(|e: Error| Error::einval(e.message))?;
-    let methods = cfg.auth.settings.cluster.clone();
-    let auth = ClientAuth::new(entity, cfg.auth.secret.clone(), methods, cfg.mons.clone(), net.clone());
+    let (methods, modes) = (cfg.auth.settings.cluster.clone(), cfg.auth.settings.modes.clone());
+    let auth = ClientAuth::with_modes(
+        entity,
+        cfg.auth.secret.clone(),
+        methods,
+        modes,
+        cfg.mons.clone(),
+        net.clone(),
+    );
     let monc = MonClient::with_network(cfg.mons.clone(), net.clone(), auth.clone())?;
     let osd = Arc::new(Osd {
         id: cfg.id,

@@ -13,6 +13,14 @@
 //!
 //! The crypto is `cairn-auth`'s; this module moves its messages and keeps the client's tickets
 //! ([`ClientAuth`]), renewing them at a mon before they run out.
+//!
+//! The same exchange negotiates the on-wire mode ([`ConnMode`], Ceph's `ms_*_mode`). A server
+//! that accepts only `crc` sends the plain `AuthServerHello` and nothing changes. Otherwise it
+//! sends `AuthServerHelloModes` (its modes for clients and for daemons); the client picks the
+//! first of its own modes the server accepts and states it in `AuthMode` right after its last
+//! handshake message, with a MAC under the connection key over the whole offer and the choice;
+//! the server checks both before its final reply. In `secure` mode both ends then seal every
+//! later frame with a [`FrameCipher`] (see [`crate::rpc`]).
 
 use crate::frame::{self, FrameType, HEADER_BYTES};
 use crate::msg::{decode_envelope, Envelope, Message};
@@ -21,8 +29,8 @@ use bytes::Bytes;
 use cairn_auth::handshake::{decode, encode};
 use cairn_auth::{
     AuthReply, Authorizer, AuthorizerReply, Challenge, ClientHandshake, ClientProof, ClientSession,
-    ClientTicket, EntityName, EntityType, Hello, Issue, MonHandshake, OsdCaps, Secret, ServiceHandshake,
-    ServiceHello, ServiceKeys,
+    ClientTicket, ConnKey, EntityName, EntityType, FrameCipher, Hello, Issue, MonHandshake, OsdCaps, Secret,
+    ServiceHandshake, ServiceHello, ServiceKeys, Side,
 };
 use cairn_types::{errno, Error, Result};
 use serde::{Deserialize, Serialize};
@@ -86,6 +94,178 @@ fn method_list(methods: &[AuthMethod]) -> String {
     methods.iter().map(|m| m.as_str()).collect::<Vec<_>>().join(", ")
 }
 
+/// An on-wire mode, as Ceph's `ms_*_mode` options name them: `crc` frames carry a CRC-32C of
+/// their payload (integrity against accidents only); `secure` frames are sealed with AES-256-GCM
+/// under keys derived from the connection's key (needs cephx).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ConnMode {
+    Crc,
+    Secure,
+}
+
+impl ConnMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ConnMode::Crc => "crc",
+            ConnMode::Secure => "secure",
+        }
+    }
+
+    /// Parses `crc`, `secure`, or a list in order of preference (`secure crc`; spaces, `,` or
+    /// `;` separate, as in Ceph).
+    pub fn parse_list(option: &str, text: &str) -> Result<Vec<ConnMode>> {
+        let mut out = Vec::new();
+        for word in text.split([',', ';', ' ', '\t']).filter(|w| !w.is_empty()) {
+            let m = match word {
+                "crc" => ConnMode::Crc,
+                "secure" => ConnMode::Secure,
+                other => {
+                    return Err(Error::einval(format!(
+                        "{option}: unknown on-wire mode '{other}' (expected crc or secure)"
+                    )))
+                }
+            };
+            if !out.contains(&m) {
+                out.push(m);
+            }
+        }
+        if out.is_empty() {
+            return Err(Error::einval(format!("{option}: no on-wire mode given")));
+        }
+        Ok(out)
+    }
+}
+
+fn mode_list(modes: &[ConnMode]) -> String {
+    modes.iter().map(|m| m.as_str()).collect::<Vec<_>>().join(" ")
+}
+
+/// Ceph's `ms_*_mode` settings of one process, each a list in order of preference. The
+/// `ms_mon_*` ones apply to connections with mons and default to their plain counterparts
+/// (Ceph defaults them to `secure crc`; Cairn keeps `crc` unless told otherwise).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ModeSettings {
+    /// `ms_cluster_mode`: what a daemon accepts from daemons and asks of them.
+    pub cluster: Vec<ConnMode>,
+    /// `ms_service_mode`: what a daemon accepts from clients.
+    pub service: Vec<ConnMode>,
+    /// `ms_client_mode`: what a client asks of daemons.
+    pub client: Vec<ConnMode>,
+    /// `ms_mon_cluster_mode`, `ms_mon_service_mode`, `ms_mon_client_mode` when set.
+    pub mon_cluster: Option<Vec<ConnMode>>,
+    pub mon_service: Option<Vec<ConnMode>>,
+    pub mon_client: Option<Vec<ConnMode>>,
+}
+
+impl Default for ModeSettings {
+    fn default() -> Self {
+        ModeSettings::all(ConnMode::Crc)
+    }
+}
+
+impl ModeSettings {
+    /// One mode for every connection.
+    pub fn all(mode: ConnMode) -> Self {
+        let m = vec![mode];
+        ModeSettings {
+            cluster: m.clone(),
+            service: m.clone(),
+            client: m,
+            mon_cluster: None,
+            mon_service: None,
+            mon_client: None,
+        }
+    }
+
+    /// Reads the six `ms_*_mode` options for `entity` (default `crc`).
+    pub fn from_conf(conf: &cairn_types::conf::Conf, entity: &str) -> Result<Self> {
+        let get = |key: &str| -> Result<Option<Vec<ConnMode>>> {
+            conf.get(entity, key)
+                .map(|v| ConnMode::parse_list(&cairn_types::conf::normalize_key(key), &v))
+                .transpose()
+        };
+        let crc = || vec![ConnMode::Crc];
+        Ok(ModeSettings {
+            cluster: get("ms cluster mode")?.unwrap_or_else(crc),
+            service: get("ms service mode")?.unwrap_or_else(crc),
+            client: get("ms client mode")?.unwrap_or_else(crc),
+            mon_cluster: get("ms mon cluster mode")?,
+            mon_service: get("ms mon service mode")?,
+            mon_client: get("ms mon client mode")?,
+        })
+    }
+
+    /// What a server of `service` accepts from a daemon or a client peer, and the option that
+    /// says so.
+    pub fn accepted(&self, service: &str, daemon_peer: bool) -> (&[ConnMode], &'static str) {
+        match (service == "mon", daemon_peer) {
+            (true, true) => pick(&self.mon_cluster, &self.cluster, "ms_mon_cluster_mode", "ms_cluster_mode"),
+            (true, false) => pick(&self.mon_service, &self.service, "ms_mon_service_mode", "ms_service_mode"),
+            (false, true) => (&self.cluster, "ms_cluster_mode"),
+            (false, false) => (&self.service, "ms_service_mode"),
+        }
+    }
+
+    /// What this process asks of a server of `service` (as a daemon or as a client), in order
+    /// of preference, and the option that says so. A daemon uses `ms_cluster_mode` towards
+    /// mons too (`ms_mon_cluster_mode` when set), where Ceph uses `ms_mon_client_mode`.
+    pub fn wanted(&self, service: &str, daemon: bool) -> (&[ConnMode], &'static str) {
+        match (service == "mon", daemon) {
+            (true, true) => pick(&self.mon_cluster, &self.cluster, "ms_mon_cluster_mode", "ms_cluster_mode"),
+            (true, false) => pick(&self.mon_client, &self.client, "ms_mon_client_mode", "ms_client_mode"),
+            (false, true) => (&self.cluster, "ms_cluster_mode"),
+            (false, false) => (&self.client, "ms_client_mode"),
+        }
+    }
+
+    /// Whether any connection may be `secure`.
+    pub fn uses_secure(&self) -> bool {
+        [&self.cluster, &self.service, &self.client]
+            .into_iter()
+            .chain([&self.mon_cluster, &self.mon_service, &self.mon_client].into_iter().flatten())
+            .any(|l| l.contains(&ConnMode::Secure))
+    }
+}
+
+fn pick<'a>(
+    specific: &'a Option<Vec<ConnMode>>,
+    general: &'a [ConnMode],
+    specific_name: &'static str,
+    general_name: &'static str,
+) -> (&'a [ConnMode], &'static str) {
+    match specific {
+        Some(m) => (m, specific_name),
+        None => (general, general_name),
+    }
+}
+
+/// Label of the MAC that binds the on-wire mode negotiation to the connection key.
+const MODE_MAC_LABEL: &str = "on-wire mode";
+
+/// Everything a server offered in `AuthServerHelloModes`, as both ends saw it: what the
+/// client's `AuthMode` MAC covers (with the chosen mode).
+struct ModeOffer<'a> {
+    service: &'a str,
+    client_methods: &'a [AuthMethod],
+    daemon_methods: &'a [AuthMethod],
+    client_modes: &'a [ConnMode],
+    daemon_modes: &'a [ConnMode],
+}
+
+impl ModeOffer<'_> {
+    fn transcript(&self, mode: ConnMode) -> Vec<u8> {
+        let fields = (
+            self.service,
+            self.client_methods,
+            self.daemon_methods,
+            self.client_modes,
+            self.daemon_modes,
+            mode,
+        );
+        postcard::to_allocvec(&fields).expect("encoding to a vec cannot fail")
+    }
+}
+
 /// The three `auth_*_required` settings of one process (Ceph's meaning): what daemons accept
 /// from each other (`cluster`), what they accept from clients (`service`), and what a client is
 /// willing to use (`client`).
@@ -96,6 +276,8 @@ pub struct AuthSettings {
     pub client: Vec<AuthMethod>,
     /// `auth service ticket ttl`, seconds.
     pub ticket_ttl_secs: u64,
+    /// The on-wire modes (`ms_*_mode`).
+    pub modes: ModeSettings,
 }
 
 impl AuthSettings {
@@ -107,6 +289,7 @@ impl AuthSettings {
             service: c.clone(),
             client: c,
             ticket_ttl_secs: DEFAULT_TICKET_TTL_SECS,
+            modes: ModeSettings::default(),
         }
     }
 
@@ -118,11 +301,13 @@ impl AuthSettings {
             service: n.clone(),
             client: n,
             ticket_ttl_secs: DEFAULT_TICKET_TTL_SECS,
+            modes: ModeSettings::default(),
         }
     }
 
     /// Reads `auth cluster required`, `auth service required`, `auth client required` (each
-    /// defaulting to `auth supported`, then cephx) and `auth service ticket ttl` for `entity`.
+    /// defaulting to `auth supported`, then cephx), `auth service ticket ttl` and the
+    /// `ms_*_mode` options for `entity`.
     pub fn from_conf(conf: &cairn_types::conf::Conf, entity: &str) -> Result<Self> {
         let supported = conf.get(entity, "auth supported");
         let get = |key: &str| -> Result<Vec<AuthMethod>> {
@@ -135,12 +320,39 @@ impl AuthSettings {
         if ttl == 0 {
             return Err(Error::einval("auth_service_ticket_ttl must be at least 1 second"));
         }
-        Ok(AuthSettings {
+        let settings = AuthSettings {
             cluster: get("auth cluster required")?,
             service: get("auth service required")?,
             client: get("auth client required")?,
             ticket_ttl_secs: ttl,
-        })
+            modes: ModeSettings::from_conf(conf, entity)?,
+        };
+        settings.check_modes()?;
+        Ok(settings)
+    }
+
+    /// `secure` needs a connection key, so a mode list of only `secure` next to a method list
+    /// without cephx can never connect: refused when the settings are read.
+    fn check_modes(&self) -> Result<()> {
+        let m = &self.modes;
+        let pairs = [
+            (m.accepted("osd", true), &self.cluster, "auth_cluster_required"),
+            (m.accepted("mon", true), &self.cluster, "auth_cluster_required"),
+            (m.accepted("osd", false), &self.service, "auth_service_required"),
+            (m.accepted("mon", false), &self.service, "auth_service_required"),
+            (m.wanted("osd", false), &self.client, "auth_client_required"),
+            (m.wanted("mon", false), &self.client, "auth_client_required"),
+        ];
+        for ((modes, mode_option), methods, method_option) in pairs {
+            if !modes.contains(&ConnMode::Crc) && !methods.contains(&AuthMethod::Cephx) {
+                return Err(Error::einval(format!(
+                    "{mode_option} = {} needs cephx authentication, but {method_option} = {}",
+                    mode_list(modes),
+                    method_list(methods)
+                )));
+            }
+        }
+        Ok(())
     }
 
     /// Whether any connection of this process may use cephx.
@@ -234,6 +446,7 @@ pub struct ClientAuth {
     entity: EntityName,
     secret: Option<Secret>,
     methods: Vec<AuthMethod>,
+    modes: ModeSettings,
     mons: Vec<String>,
     net: Arc<dyn Network>,
     login: Mutex<Option<Login>>,
@@ -242,13 +455,20 @@ pub struct ClientAuth {
 
 impl std::fmt::Debug for ClientAuth {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "ClientAuth {{ entity: {}, methods: [{}] }}", self.entity, method_list(&self.methods))
+        write!(
+            f,
+            "ClientAuth {{ entity: {}, methods: [{}], modes: {:?} }}",
+            self.entity,
+            method_list(&self.methods),
+            self.modes
+        )
     }
 }
 
 impl ClientAuth {
     /// `secret` is needed for cephx; `methods` are those this process is willing to use, in
     /// order of preference; `mons` are where it logs in to get and renew tickets.
+    /// Connections use `crc` mode ([`ClientAuth::with_modes`] for others).
     pub fn new(
         entity: EntityName,
         secret: Option<Secret>,
@@ -256,10 +476,23 @@ impl ClientAuth {
         mons: Vec<String>,
         net: Arc<dyn Network>,
     ) -> Arc<Self> {
+        ClientAuth::with_modes(entity, secret, methods, ModeSettings::default(), mons, net)
+    }
+
+    /// [`ClientAuth::new`] with the on-wire modes this process asks for ([`ModeSettings::wanted`]).
+    pub fn with_modes(
+        entity: EntityName,
+        secret: Option<Secret>,
+        methods: Vec<AuthMethod>,
+        modes: ModeSettings,
+        mons: Vec<String>,
+        net: Arc<dyn Network>,
+    ) -> Arc<Self> {
         Arc::new(ClientAuth {
             entity,
             secret,
             methods,
+            modes,
             mons,
             net,
             login: Mutex::new(None),
@@ -286,6 +519,10 @@ impl ClientAuth {
 
     pub fn methods(&self) -> &[AuthMethod] {
         &self.methods
+    }
+
+    pub fn modes(&self) -> &ModeSettings {
+        &self.modes
     }
 
     /// The tickets of the last login, if any.
@@ -351,7 +588,7 @@ impl ClientAuth {
                     err.message = format!("connecting to {addr}: {}", err.message);
                     err
                 })?;
-                let service = Box::pin(client_handshake(&mut *stream, addr, self)).await?;
+                let service = Box::pin(client_handshake(&mut *stream, addr, self)).await?.service;
                 if service != "mon" {
                     return Err(Error::einval(format!("{addr} is not a monitor")));
                 }
@@ -368,16 +605,37 @@ impl ClientAuth {
     }
 }
 
-/// The client's half of a connection's handshake; returns the server's service name.
-pub async fn client_handshake<S>(s: &mut S, addr: &str, auth: &ClientAuth) -> Result<String>
+/// What the client's half of a handshake established.
+#[derive(Debug)]
+pub struct Established {
+    /// The server's service: `"mon"` or `"osd"`.
+    pub service: String,
+    pub mode: ConnMode,
+    /// In `secure` mode, the cipher every later frame is sealed and opened with.
+    pub cipher: Option<FrameCipher>,
+}
+
+/// The client's half of a connection's handshake: authenticates as `auth` says and agrees on
+/// the on-wire mode.
+pub async fn client_handshake<S>(s: &mut S, addr: &str, auth: &ClientAuth) -> Result<Established>
 where
     S: AsyncRead + AsyncWrite + Unpin + ?Sized,
 {
-    let Message::AuthServerHello { service, client_methods, daemon_methods, service_hello } =
-        read_msg(s, FrameType::Response, addr).await?
-    else {
-        return Err(Error::einval(format!("{addr} did not start the authentication handshake")));
-    };
+    let (service, client_methods, daemon_methods, service_hello, modes) =
+        match read_msg(s, FrameType::Response, addr).await? {
+            Message::AuthServerHello { service, client_methods, daemon_methods, service_hello } => {
+                (service, client_methods, daemon_methods, service_hello, None)
+            }
+            Message::AuthServerHelloModes {
+                service,
+                client_methods,
+                daemon_methods,
+                service_hello,
+                client_modes,
+                daemon_modes,
+            } => (service, client_methods, daemon_methods, service_hello, Some((client_modes, daemon_modes))),
+            _ => return Err(Error::einval(format!("{addr} did not start the authentication handshake"))),
+        };
     let daemon = is_daemon(&auth.entity);
     let accepted = if daemon { &daemon_methods } else { &client_methods };
     let Some(method) = auth.methods.iter().copied().find(|m| accepted.contains(m)) else {
@@ -394,18 +652,38 @@ where
             method_list(&auth.methods)
         )));
     };
+    let offer = modes.as_ref().map(|(client_modes, daemon_modes)| ModeOffer {
+        service: &service,
+        client_methods: &client_methods,
+        daemon_methods: &daemon_methods,
+        client_modes,
+        daemon_modes,
+    });
+    let mode = choose_mode(auth, addr, &service, method, offer.as_ref())?;
+    // The choice, bound to the connection key when there is one; sent after the last message.
+    let choice = |key: Option<&ConnKey>| {
+        offer.as_ref().map(|o| {
+            let mac = key.map_or_else(Bytes::new, |k| {
+                Bytes::copy_from_slice(&k.mac(MODE_MAC_LABEL, &o.transcript(mode)))
+            });
+            Message::AuthMode { mode, mac }
+        })
+    };
     let fail = |e: Error| Error::new(e.errno, format!("{service} at {addr}: {}", e.message));
-    match method {
+    let key = match method {
         AuthMethod::None => {
             write_msg(s, FrameType::Request, Message::AuthNone { entity: auth.entity.to_string() }).await?;
+            if let Some(m) = choice(None) {
+                write_msg(s, FrameType::Request, m).await?;
+            }
             match read_msg(s, FrameType::Response, addr).await? {
-                Message::Ok => {}
+                Message::Ok => None,
                 Message::Error(e) => return Err(fail(e)),
                 _ => return Err(Error::einval(format!("{addr}: unexpected reply to authentication"))),
             }
         }
         AuthMethod::Cephx if service == "mon" && auth.secret.is_some() => {
-            login(s, addr, auth).await.map_err(fail)?
+            Some(login(s, addr, auth, &choice).await.map_err(fail)?)
         }
         AuthMethod::Cephx => {
             let hello: ServiceHello = decode(&service_hello)?;
@@ -413,22 +691,75 @@ where
             let (pending, authorizer) = ticket.authorizer(&hello);
             let msg = Message::AuthAuthorize { authorizer: encoded(&authorizer)? };
             write_msg(s, FrameType::Request, msg).await?;
+            if let Some(m) = choice(Some(&pending.conn_key())) {
+                write_msg(s, FrameType::Request, m).await?;
+            }
             let reply = match read_msg(s, FrameType::Response, addr).await? {
                 Message::AuthAuthorized { reply } => decode::<AuthorizerReply>(&reply)?,
                 Message::Error(e) => return Err(fail(e)),
                 _ => return Err(Error::einval(format!("{addr}: unexpected reply to authorizer"))),
             };
-            pending.finish(&reply).map_err(fail)?;
+            Some(pending.finish(&reply).map_err(fail)?)
         }
-    }
-    Ok(service)
+    };
+    let cipher = match (mode, key) {
+        (ConnMode::Crc, _) => None,
+        (ConnMode::Secure, Some(key)) => Some(FrameCipher::new(&key, Side::Client)),
+        (ConnMode::Secure, None) => return Err(denied("on-wire mode secure without a connection key")),
+    };
+    Ok(Established { service, mode, cipher })
 }
 
+/// The first of the client's modes the server offers (a server without `AuthServerHelloModes`
+/// offers only `crc`) that works with `method`; else a refusal naming both sides' settings.
+fn choose_mode(
+    auth: &ClientAuth,
+    addr: &str,
+    service: &str,
+    method: AuthMethod,
+    offer: Option<&ModeOffer>,
+) -> Result<ConnMode> {
+    let daemon = is_daemon(&auth.entity);
+    let (wanted, ours) = auth.modes.wanted(service, daemon);
+    let offered: &[ConnMode] = match offer {
+        Some(o) if daemon => o.daemon_modes,
+        Some(o) => o.client_modes,
+        None => &[ConnMode::Crc],
+    };
+    let usable = |m: &ConnMode| offered.contains(m) && (*m == ConnMode::Crc || method == AuthMethod::Cephx);
+    if let Some(m) = wanted.iter().copied().find(usable) {
+        return Ok(m);
+    }
+    if wanted.iter().any(|m| offered.contains(m)) {
+        return Err(denied(format!(
+            "{service} at {addr}: on-wire mode secure needs cephx authentication, but {} authenticates \
+             with none",
+            auth.entity
+        )));
+    }
+    // The server's option; at a mon its `ms_mon_*` one when set.
+    let theirs = match (service == "mon", daemon) {
+        (true, true) => "ms_cluster_mode / ms_mon_cluster_mode",
+        (true, false) => "ms_service_mode / ms_mon_service_mode",
+        (false, true) => "ms_cluster_mode",
+        (false, false) => "ms_service_mode",
+    };
+    Err(denied(format!(
+        "{service} at {addr} requires {} on-wire mode ({theirs}), but {} is configured for {} ({ours})",
+        mode_list(offered),
+        auth.entity,
+        mode_list(wanted)
+    )))
+}
+
+/// A cephx login on this connection; returns the connection's key. `choice` gives the
+/// `AuthMode` to send after the proof, if the server asked for one.
 async fn login<S: AsyncRead + AsyncWrite + Unpin + ?Sized>(
     s: &mut S,
     addr: &str,
     auth: &ClientAuth,
-) -> Result<()> {
+    choice: &(dyn Fn(Option<&ConnKey>) -> Option<Message> + Sync),
+) -> Result<ConnKey> {
     let secret = auth.secret.as_ref().ok_or_else(|| denied("no key to log in with"))?;
     let (client, hello) = ClientHandshake::start(auth.entity.clone(), secret);
     write_msg(s, FrameType::Request, Message::AuthLogin { hello: encoded(&hello)? }).await?;
@@ -439,13 +770,18 @@ async fn login<S: AsyncRead + AsyncWrite + Unpin + ?Sized>(
     };
     let (client, proof) = client.prove(&challenge);
     write_msg(s, FrameType::Request, Message::AuthProof { proof: encoded(&proof)? }).await?;
+    let key = client.conn_key();
+    if let Some(m) = choice(Some(&key)) {
+        write_msg(s, FrameType::Request, m).await?;
+    }
     let reply: AuthReply = match read_msg(s, FrameType::Response, addr).await? {
         Message::AuthTickets { reply } => decode(&reply)?,
         Message::Error(e) => return Err(e),
         _ => return Err(Error::einval("unexpected reply to login proof")),
     };
+    // Opening the tickets proves the mon knows the secret, so the key is shared with the mon.
     auth.store(client.finish(&reply)?);
-    Ok(())
+    Ok(key)
 }
 
 // ------------------------------------------------------------------------------------------
@@ -501,6 +837,8 @@ pub struct Session {
     pub expires_secs: Option<u64>,
     /// Kept by the OSD: the caps it checks this connection's ops against.
     pub caps_cache: Mutex<Option<CachedCaps>>,
+    /// The on-wire mode negotiated for this connection.
+    pub mode: ConnMode,
     closed: AtomicBool,
     close: tokio::sync::Notify,
 }
@@ -515,6 +853,7 @@ impl Session {
             caps: BTreeMap::new(),
             expires_secs: None,
             caps_cache: Mutex::new(None),
+            mode: ConnMode::Crc,
             closed: AtomicBool::new(false),
             close: tokio::sync::Notify::new(),
         }
@@ -562,54 +901,136 @@ fn refuse_method(entity: &EntityName, method: AuthMethod, settings: &AuthSetting
     })
 }
 
-/// The server's half of a connection's handshake. On refusal the error is also sent to the
-/// peer before the caller closes the connection.
-pub async fn server_handshake<S>(s: &mut S, peer: SocketAddr, auth: &dyn ServiceAuth) -> Result<Session>
+/// The server's half of a connection's handshake: the peer's session and, in `secure` mode, the
+/// cipher for every later frame. On refusal the error is also sent to the peer before the caller
+/// closes the connection.
+pub async fn server_handshake<S>(
+    s: &mut S,
+    peer: SocketAddr,
+    auth: &dyn ServiceAuth,
+) -> Result<(Session, Option<FrameCipher>)>
 where
     S: AsyncRead + AsyncWrite + Unpin + ?Sized,
 {
     let settings = auth.settings();
-    let (hs, hello) = if settings.uses_cephx() {
-        let (hs, hello) = ServiceHandshake::start(auth.service());
+    let service = auth.service();
+    let (hs, service_hello) = if settings.uses_cephx() {
+        let (hs, hello) = ServiceHandshake::start(service);
         (Some(hs), encoded(&hello)?)
     } else {
         (None, Bytes::new())
     };
-    let hello = Message::AuthServerHello {
-        service: auth.service().to_string(),
-        client_methods: settings.service.clone(),
-        daemon_methods: settings.cluster.clone(),
-        service_hello: hello,
+    let (client_modes, _) = settings.modes.accepted(service, false);
+    let (daemon_modes, _) = settings.modes.accepted(service, true);
+    // Only crc: the hello of servers that know no other mode, and no `AuthMode` expected.
+    let offer = (client_modes != [ConnMode::Crc] || daemon_modes != [ConnMode::Crc]).then_some(ModeOffer {
+        service,
+        client_methods: &settings.service,
+        daemon_methods: &settings.cluster,
+        client_modes,
+        daemon_modes,
+    });
+    let hello = match &offer {
+        None => Message::AuthServerHello {
+            service: service.to_string(),
+            client_methods: settings.service.clone(),
+            daemon_methods: settings.cluster.clone(),
+            service_hello,
+        },
+        Some(o) => Message::AuthServerHelloModes {
+            service: service.to_string(),
+            client_methods: settings.service.clone(),
+            daemon_methods: settings.cluster.clone(),
+            service_hello,
+            client_modes: o.client_modes.to_vec(),
+            daemon_modes: o.daemon_modes.to_vec(),
+        },
     };
     write_msg(s, FrameType::Response, hello).await?;
     let peer_text = peer.to_string();
+    let offer = offer.as_ref();
     let result = match read_msg(s, FrameType::Request, &peer_text).await? {
-        Message::AuthNone { entity } => accept_none(s, peer, &entity, settings).await,
-        Message::AuthLogin { hello } => accept_login(s, peer, &hello, auth).await,
+        Message::AuthNone { entity } => accept_none(s, peer, &entity, auth, offer).await,
+        Message::AuthLogin { hello } => accept_login(s, peer, &hello, auth, offer).await,
         Message::AuthAuthorize { authorizer } => match &hs {
-            Some(hs) => accept_authorizer(s, peer, &authorizer, hs, auth).await,
+            Some(hs) => accept_authorizer(s, peer, &authorizer, hs, auth, offer).await,
             None => Err(denied("this cluster does not use cephx (auth_*_required = none)")),
         },
         _ => Err(Error::einval("expected an authentication request")),
     };
-    if let Err(e) = &result {
-        let _ = write_msg(s, FrameType::Response, Message::Error(e.clone())).await;
+    match result {
+        Ok((session, key)) => {
+            let cipher = match (session.mode, key) {
+                (ConnMode::Crc, _) => None,
+                (ConnMode::Secure, Some(k)) => Some(FrameCipher::new(&k, Side::Server)),
+                // `read_mode` refuses secure without a key.
+                (ConnMode::Secure, None) => {
+                    return Err(denied("on-wire mode secure without a connection key"))
+                }
+            };
+            Ok((session, cipher))
+        }
+        Err(e) => {
+            let _ = write_msg(s, FrameType::Response, Message::Error(e.clone())).await;
+            Err(e)
+        }
     }
-    result
 }
 
-async fn accept_none<S: AsyncWrite + Unpin + ?Sized>(
+/// Reads the client's `AuthMode` (when the server offered modes) and checks it: its MAC under
+/// the connection key (cephx) over the offer as this server made it, and the mode against this
+/// server's settings for the peer's kind. Without an offer the mode is `crc`.
+async fn read_mode<S: AsyncRead + Unpin + ?Sized>(
+    s: &mut S,
+    peer: SocketAddr,
+    entity: &EntityName,
+    auth: &dyn ServiceAuth,
+    offer: Option<&ModeOffer<'_>>,
+    key: Option<&ConnKey>,
+) -> Result<ConnMode> {
+    let Some(offer) = offer else { return Ok(ConnMode::Crc) };
+    let (mode, mac) = match read_msg(s, FrameType::Request, &peer.to_string()).await? {
+        Message::AuthMode { mode, mac } => (mode, mac),
+        _ => return Err(Error::einval(format!("{entity}: expected the on-wire mode (AuthMode)"))),
+    };
+    if let Some(key) = key {
+        if !key.verify(MODE_MAC_LABEL, &offer.transcript(mode), &mac) {
+            return Err(denied(format!(
+                "{entity}: the on-wire mode negotiation does not authenticate (altered in transit?)"
+            )));
+        }
+    }
+    let service = auth.service();
+    let (accepted, option) = auth.settings().modes.accepted(service, is_daemon(entity));
+    if !accepted.contains(&mode) {
+        return Err(denied(format!(
+            "{entity}: on-wire mode {} refused; this {service} requires {} ({option})",
+            mode.as_str(),
+            mode_list(accepted)
+        )));
+    }
+    if mode == ConnMode::Secure && key.is_none() {
+        return Err(denied(format!("{entity}: on-wire mode secure needs cephx authentication")));
+    }
+    Ok(mode)
+}
+
+async fn accept_none<S: AsyncRead + AsyncWrite + Unpin + ?Sized>(
     s: &mut S,
     peer: SocketAddr,
     entity: &str,
-    settings: &AuthSettings,
-) -> Result<Session> {
+    auth: &dyn ServiceAuth,
+    offer: Option<&ModeOffer<'_>>,
+) -> Result<(Session, Option<ConnKey>)> {
     let entity: EntityName = entity.parse()?;
-    if let Some(e) = refuse_method(&entity, AuthMethod::None, settings) {
+    if let Some(e) = refuse_method(&entity, AuthMethod::None, auth.settings()) {
         return Err(e);
     }
+    let mode = read_mode(s, peer, &entity, auth, offer, None).await?;
     write_msg(s, FrameType::Response, Message::Ok).await?;
-    Ok(Session::new(peer, entity, AuthMethod::None))
+    let mut session = Session::new(peer, entity, AuthMethod::None);
+    session.mode = mode;
+    Ok((session, None))
 }
 
 async fn accept_login<S: AsyncRead + AsyncWrite + Unpin + ?Sized>(
@@ -617,7 +1038,8 @@ async fn accept_login<S: AsyncRead + AsyncWrite + Unpin + ?Sized>(
     peer: SocketAddr,
     hello: &[u8],
     auth: &dyn ServiceAuth,
-) -> Result<Session> {
+    offer: Option<&ModeOffer<'_>>,
+) -> Result<(Session, Option<ConnKey>)> {
     let hello: Hello = decode(hello)?;
     if let Some(e) = refuse_method(&hello.entity, AuthMethod::Cephx, auth.settings()) {
         return Err(e);
@@ -639,20 +1061,25 @@ async fn accept_login<S: AsyncRead + AsyncWrite + Unpin + ?Sized>(
         ttl_secs: grant.ttl_secs,
     };
     let reply = mon.accept(&grant.secret, &proof, &issue)?;
+    // The proof checked out: the client holds the secret, and so the same connection key.
+    let key = mon.conn_key(&grant.secret);
+    let mode = read_mode(s, peer, mon.entity(), auth, offer, Some(&key)).await?;
     write_msg(s, FrameType::Response, Message::AuthTickets { reply: encoded(&reply)? }).await?;
     let mut session = Session::new(peer, mon.entity().clone(), AuthMethod::Cephx);
     session.global_id = global_id;
     session.caps = grant.caps;
-    Ok(session)
+    session.mode = mode;
+    Ok((session, Some(key)))
 }
 
-async fn accept_authorizer<S: AsyncWrite + Unpin + ?Sized>(
+async fn accept_authorizer<S: AsyncRead + AsyncWrite + Unpin + ?Sized>(
     s: &mut S,
     peer: SocketAddr,
     authorizer: &[u8],
     hs: &ServiceHandshake,
     auth: &dyn ServiceAuth,
-) -> Result<Session> {
+    offer: Option<&ModeOffer<'_>>,
+) -> Result<(Session, Option<ConnKey>)> {
     let authorizer: Authorizer = decode(authorizer)?;
     let no_keys = || Error::eagain(format!("{} has no {} ticket keys yet", auth.service(), auth.service()));
     let keys = auth.service_keys(false).await.ok_or_else(no_keys)?;
@@ -670,25 +1097,27 @@ async fn accept_authorizer<S: AsyncWrite + Unpin + ?Sized>(
         return Err(e);
     }
     auth.admit(&ticket.entity).await?;
+    let mode = read_mode(s, peer, &ticket.entity, auth, offer, Some(&accepted.conn_key)).await?;
     write_msg(s, FrameType::Response, Message::AuthAuthorized { reply: encoded(&accepted.reply)? }).await?;
     let mut session = Session::new(peer, ticket.entity.clone(), AuthMethod::Cephx);
     session.global_id = ticket.global_id;
     session.caps = ticket.caps.clone();
     session.expires_secs = Some(ticket.expires);
-    Ok(session)
+    session.mode = mode;
+    Ok((session, Some(accepted.conn_key)))
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use proptest::prelude::*;
 
     /// A service with fixed keys; as a mon it knows one entity's secret.
-    struct TestService {
-        service: &'static str,
-        settings: AuthSettings,
-        secret: Secret,
-        keys: ServiceKeys,
+    pub(crate) struct TestService {
+        pub(crate) service: &'static str,
+        pub(crate) settings: AuthSettings,
+        pub(crate) secret: Secret,
+        pub(crate) keys: ServiceKeys,
     }
 
     impl ServiceAuth for TestService {
@@ -717,12 +1146,14 @@ mod tests {
         }
     }
 
-    fn peer() -> SocketAddr {
+    pub(crate) fn peer() -> SocketAddr {
         SocketAddr::from(([127, 0, 0, 1], 1))
     }
 
+    type ServerSide = Result<(Session, Option<FrameCipher>)>;
+
     /// One handshake over an in-memory pipe: (client result, server result).
-    async fn exchange(auth: &ClientAuth, service: &TestService) -> (Result<String>, Result<Session>) {
+    async fn exchange(auth: &ClientAuth, service: &TestService) -> (Result<Established>, ServerSide) {
         let (mut c, mut s) = tokio::io::duplex(1 << 20);
         // The client's end closes as soon as it is done (a refusing client hangs up).
         let client = async move { client_handshake(&mut c, "test", auth).await };
@@ -730,8 +1161,39 @@ mod tests {
     }
 
     fn client(secret: &Secret, methods: Vec<AuthMethod>) -> Arc<ClientAuth> {
+        client_with_modes(secret, methods, ModeSettings::default())
+    }
+
+    pub(crate) fn client_with_modes(
+        secret: &Secret,
+        methods: Vec<AuthMethod>,
+        modes: ModeSettings,
+    ) -> Arc<ClientAuth> {
         let entity: EntityName = "client.glance".parse().unwrap();
-        ClientAuth::new(entity, Some(secret.clone()), methods, Vec::new(), crate::net::tcp())
+        ClientAuth::with_modes(entity, Some(secret.clone()), methods, modes, Vec::new(), crate::net::tcp())
+    }
+
+    /// `ms_cluster_mode`, `ms_service_mode` and `ms_client_mode` all set to `text`.
+    pub(crate) fn modes(text: &str) -> ModeSettings {
+        let m = ConnMode::parse_list("test", text).unwrap();
+        ModeSettings { cluster: m.clone(), service: m.clone(), client: m, ..ModeSettings::default() }
+    }
+
+    /// A mon and an OSD that share `secret`'s entity and one set of ticket keys.
+    pub(crate) fn services(secret: &Secret, settings: AuthSettings) -> (TestService, TestService) {
+        let keys = ServiceKeys::generate();
+        let mon = TestService {
+            service: "mon",
+            settings: settings.clone(),
+            secret: secret.clone(),
+            keys: keys.clone(),
+        };
+        let osd = TestService { service: "osd", settings, secret: secret.clone(), keys };
+        (mon, osd)
+    }
+
+    fn cephx_with(modes: ModeSettings) -> AuthSettings {
+        AuthSettings { modes, ..AuthSettings::cephx() }
     }
 
     #[tokio::test]
@@ -748,8 +1210,10 @@ mod tests {
             TestService { service: "osd", settings: AuthSettings::cephx(), secret: secret.clone(), keys };
         let auth = client(&secret, vec![AuthMethod::Cephx]);
         let (c, s) = exchange(&auth, &mon).await;
-        assert_eq!(c.unwrap(), "mon");
-        let s = s.unwrap();
+        let c = c.unwrap();
+        assert_eq!((c.service.as_str(), c.mode, c.cipher.is_none()), ("mon", ConnMode::Crc, true));
+        let (s, cipher) = s.unwrap();
+        assert!(cipher.is_none() && s.mode == ConnMode::Crc);
         assert_eq!(
             (s.entity.to_string(), s.method, s.expires_secs),
             ("client.glance".into(), AuthMethod::Cephx, None)
@@ -757,8 +1221,8 @@ mod tests {
         assert!(auth.session().unwrap().tickets.contains_key("osd"));
         // The OSD accepts the ticket from the login and learns the caps from it.
         let (c, s) = exchange(&auth, &osd).await;
-        assert_eq!(c.unwrap(), "osd");
-        let s = s.unwrap();
+        assert_eq!(c.unwrap().service, "osd");
+        let (s, _) = s.unwrap();
         assert_eq!(s.caps["osd"], "allow r");
         assert!(s.expires_secs.is_some_and(|t| t > now_secs()));
         // A wrong key: both ends see EACCES with the mon's reason.
@@ -779,18 +1243,192 @@ mod tests {
             keys: ServiceKeys::generate(),
         };
         let (c, s) = exchange(&none, &none_mon).await;
-        assert_eq!((c.unwrap(), s.unwrap().method), ("mon".to_string(), AuthMethod::None));
+        assert_eq!((c.unwrap().service, s.unwrap().0.method), ("mon".to_string(), AuthMethod::None));
+    }
+
+    /// Seals a frame with one end's cipher and opens it with the other's.
+    fn ciphers_agree(client: &mut FrameCipher, server: &mut FrameCipher) {
+        let f = client.seal(b"header", b"request").unwrap();
+        assert_eq!(server.open(b"header", &f).unwrap(), b"request");
+        let f = server.seal(b"header", b"reply").unwrap();
+        assert_eq!(client.open(b"header", &f).unwrap(), b"reply");
+    }
+
+    #[tokio::test]
+    async fn modes_are_negotiated_over_login_and_ticket() {
+        let secret = Secret::generate();
+        let (mon, osd) = services(&secret, cephx_with(modes("secure")));
+        let auth = client_with_modes(&secret, vec![AuthMethod::Cephx], modes("secure"));
+        // The login at the mon, then the ticket at the OSD: both secure, with one key per end.
+        for service in [&mon, &osd] {
+            let (c, s) = exchange(&auth, service).await;
+            let (c, (s, server_cipher)) = (c.unwrap(), s.unwrap());
+            assert_eq!((c.mode, s.mode), (ConnMode::Secure, ConnMode::Secure));
+            ciphers_agree(&mut c.cipher.unwrap(), &mut server_cipher.unwrap());
+        }
+        // The client's preference decides among what the server accepts.
+        let (mon, osd) = services(&secret, cephx_with(modes("secure crc")));
+        for (wanted, got) in
+            [("crc secure", ConnMode::Crc), ("secure crc", ConnMode::Secure), ("crc", ConnMode::Crc)]
+        {
+            let auth = client_with_modes(&secret, vec![AuthMethod::Cephx], modes(wanted));
+            for service in [&mon, &osd] {
+                let (c, s) = exchange(&auth, service).await;
+                let (c, (s, cipher)) = (c.unwrap(), s.unwrap());
+                assert_eq!(
+                    (c.mode, s.mode, cipher.is_some()),
+                    (got, got, got == ConnMode::Secure),
+                    "{wanted}"
+                );
+            }
+        }
+        // A crc-only server (the plain hello): a client that also takes crc uses it.
+        let (mon, _) = services(&secret, AuthSettings::cephx());
+        let auth = client_with_modes(&secret, vec![AuthMethod::Cephx], modes("secure crc"));
+        let (c, s) = exchange(&auth, &mon).await;
+        assert_eq!((c.unwrap().mode, s.unwrap().0.mode), (ConnMode::Crc, ConnMode::Crc));
+        // Daemons are held to the cluster modes, clients to the service modes.
+        let settings = ModeSettings { service: vec![ConnMode::Crc], ..modes("secure") };
+        let (mon, _) = services(&secret, cephx_with(settings));
+        let (c, _) = exchange(&auth, &mon).await;
+        assert_eq!(c.unwrap().mode, ConnMode::Crc);
+    }
+
+    #[tokio::test]
+    async fn mismatched_modes_refuse_clearly() {
+        let secret = Secret::generate();
+        let (mon, osd) = services(&secret, cephx_with(modes("secure")));
+        // A crc-only client refuses a secure-only server itself, naming both settings.
+        let crc = client_with_modes(&secret, vec![AuthMethod::Cephx], modes("crc"));
+        let (c, _) = exchange(&crc, &osd).await;
+        let e = c.unwrap_err();
+        assert_eq!(e.errno, errno::EACCES);
+        assert!(
+            e.message.contains(
+                "osd at test requires secure on-wire mode (ms_service_mode), but client.glance is configured \
+                 for crc (ms_client_mode)"
+            ),
+            "{e}"
+        );
+        let (c, _) = exchange(&crc, &mon).await;
+        let e = c.unwrap_err().message;
+        assert!(e.contains("requires secure on-wire mode (ms_service_mode / ms_mon_service_mode)"), "{e}");
+        // A secure-only client refuses a crc-only server.
+        let (crc_mon, _) = services(&secret, AuthSettings::cephx());
+        let secure = client_with_modes(&secret, vec![AuthMethod::Cephx], modes("secure"));
+        let (c, _) = exchange(&secure, &crc_mon).await;
+        let e = c.unwrap_err().message;
+        assert!(e.contains("requires crc on-wire mode") && e.contains("configured for secure"), "{e}");
+        // secure needs cephx: a none client that insists on it refuses, the server too.
+        let none_settings = AuthSettings { modes: modes("secure crc"), ..AuthSettings::none() };
+        let (none_mon, _) = services(&secret, none_settings);
+        let none_secure = client_with_modes(&secret, vec![AuthMethod::None], modes("secure"));
+        let (c, _) = exchange(&none_secure, &none_mon).await;
+        let e = c.unwrap_err().message;
+        assert!(e.contains("on-wire mode secure needs cephx authentication"), "{e}");
+        let none_either = client_with_modes(&secret, vec![AuthMethod::None], modes("secure crc"));
+        let (c, s) = exchange(&none_either, &none_mon).await;
+        assert_eq!((c.unwrap().mode, s.unwrap().0.mode), (ConnMode::Crc, ConnMode::Crc));
+        // Settings that can never connect are refused when read.
+        let conf =
+            cairn_types::conf::Conf::parse("[global]\nauth supported = none\nms client mode = secure\n");
+        let e = AuthSettings::from_conf(&conf.unwrap(), "client.admin").unwrap_err();
+        assert!(e.message.contains("ms_client_mode = secure needs cephx authentication"), "{}", e.message);
+    }
+
+    /// A client that logs in by hand and sends `mode` with a MAC over `offer_as_seen` (the
+    /// offer as the server made it when `None`): what a crc-only or meddling peer would send.
+    async fn rogue_login(
+        service: &TestService,
+        mode: ConnMode,
+        offer_as_seen: Option<(Vec<ConnMode>, Vec<ConnMode>)>,
+    ) -> (Message, ServerSide) {
+        let (mut c, mut s) = tokio::io::duplex(1 << 20);
+        let secret = service.secret.clone();
+        let client = async move {
+            let Message::AuthServerHelloModes {
+                service,
+                client_methods,
+                daemon_methods,
+                client_modes,
+                daemon_modes,
+                ..
+            } = read_msg(&mut c, FrameType::Response, "test").await.unwrap()
+            else {
+                panic!("no modes offered")
+            };
+            let (cm, dm) = offer_as_seen.unwrap_or((client_modes, daemon_modes));
+            let offer = ModeOffer {
+                service: &service,
+                client_methods: &client_methods,
+                daemon_methods: &daemon_methods,
+                client_modes: &cm,
+                daemon_modes: &dm,
+            };
+            let (hs, hello) = ClientHandshake::start("client.glance".parse().unwrap(), &secret);
+            write_msg(&mut c, FrameType::Request, Message::AuthLogin { hello: encoded(&hello).unwrap() })
+                .await
+                .unwrap();
+            let Message::AuthChallenge { challenge } =
+                read_msg(&mut c, FrameType::Response, "t").await.unwrap()
+            else {
+                panic!("no challenge")
+            };
+            let (hs, proof) = hs.prove(&decode(&challenge).unwrap());
+            write_msg(&mut c, FrameType::Request, Message::AuthProof { proof: encoded(&proof).unwrap() })
+                .await
+                .unwrap();
+            let mac = hs.conn_key().mac(MODE_MAC_LABEL, &offer.transcript(mode));
+            let msg = Message::AuthMode { mode, mac: Bytes::copy_from_slice(&mac) };
+            write_msg(&mut c, FrameType::Request, msg).await.unwrap();
+            read_msg(&mut c, FrameType::Response, "test").await.unwrap()
+        };
+        tokio::join!(client, server_handshake(&mut s, peer(), service))
+    }
+
+    #[tokio::test]
+    async fn the_server_checks_the_mode_and_its_mac() {
+        let secret = Secret::generate();
+        let (mon, _) = services(&secret, cephx_with(modes("secure")));
+        // A client that sends crc anyway is refused by the secure-only server.
+        let (answer, s) = rogue_login(&mon, ConnMode::Crc, None).await;
+        let Message::Error(e) = answer else { panic!("not refused: {answer:?}") };
+        assert_eq!(e.errno, errno::EACCES);
+        assert!(
+            e.message.contains(
+                "client.glance: on-wire mode crc refused; this mon requires secure (ms_service_mode)"
+            ),
+            "{e}"
+        );
+        assert_eq!(s.unwrap_err().message, e.message);
+        // The same, honest: accepted.
+        let (answer, s) = rogue_login(&mon, ConnMode::Secure, None).await;
+        assert!(matches!(answer, Message::AuthTickets { .. }), "{answer:?}");
+        assert_eq!(s.unwrap().0.mode, ConnMode::Secure);
+        // A client that saw another offer than the server made (a hello altered on the way, here
+        // "crc only" where the server offered "secure crc"): its MAC does not check out.
+        let (mon, _) = services(&secret, cephx_with(modes("secure crc")));
+        let altered = Some((vec![ConnMode::Crc], vec![ConnMode::Crc]));
+        let (answer, s) = rogue_login(&mon, ConnMode::Crc, altered).await;
+        let Message::Error(e) = answer else { panic!("not refused: {answer:?}") };
+        assert!(e.message.contains("on-wire mode negotiation does not authenticate"), "{e}");
+        assert_eq!(s.unwrap_err().errno, errno::EACCES);
     }
 
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(256))]
         /// Garbage from a peer (a valid frame header or not) is refused without panicking.
         #[test]
-        fn garbage_handshakes_are_refused(bytes in proptest::collection::vec(any::<u8>(), 0..2048), framed: bool) {
+        fn garbage_handshakes_are_refused(
+            bytes in proptest::collection::vec(any::<u8>(), 0..2048),
+            framed: bool,
+            secure: bool,
+        ) {
             let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            let modes = if secure { modes("secure crc") } else { ModeSettings::default() };
             let service = TestService {
                 service: "osd",
-                settings: AuthSettings::cephx(),
+                settings: AuthSettings { modes, ..AuthSettings::cephx() },
                 secret: Secret::generate(),
                 keys: ServiceKeys::generate(),
             };
@@ -826,6 +1464,37 @@ mod tests {
         let e = AuthMethod::parse_list("auth_client_required", "kerberos").unwrap_err();
         assert!(e.message.contains("unknown authentication method 'kerberos'"), "{}", e.message);
         assert!(AuthMethod::parse_list("x", " , ").is_err());
+    }
+
+    #[test]
+    fn mode_lists_parse() {
+        assert_eq!(ConnMode::parse_list("x", "secure").unwrap(), vec![ConnMode::Secure]);
+        assert_eq!(ConnMode::parse_list("x", "secure crc").unwrap(), vec![ConnMode::Secure, ConnMode::Crc]);
+        assert_eq!(
+            ConnMode::parse_list("x", "crc, secure; crc").unwrap(),
+            vec![ConnMode::Crc, ConnMode::Secure]
+        );
+        let e = ConnMode::parse_list("ms_client_mode", "tls").unwrap_err();
+        assert!(e.message.contains("ms_client_mode: unknown on-wire mode 'tls'"), "{}", e.message);
+        assert!(ConnMode::parse_list("x", " ").is_err());
+        // ms_mon_* default to their plain counterparts; daemons ask with the cluster modes.
+        let conf = cairn_types::conf::Conf::parse(
+            "[global]\nms cluster mode = secure\nms_service_mode = secure crc\n[client]\nms client mode = crc secure\n\
+             ms mon client mode = secure\n",
+        )
+        .unwrap();
+        let m = ModeSettings::from_conf(&conf, "client.admin").unwrap();
+        assert_eq!(m.wanted("osd", false), (&[ConnMode::Crc, ConnMode::Secure][..], "ms_client_mode"));
+        assert_eq!(m.wanted("mon", false), (&[ConnMode::Secure][..], "ms_mon_client_mode"));
+        let m = ModeSettings::from_conf(&conf, "osd.0").unwrap();
+        assert_eq!(m.wanted("mon", true), (&[ConnMode::Secure][..], "ms_cluster_mode"));
+        assert_eq!(m.accepted("mon", false), (&[ConnMode::Secure, ConnMode::Crc][..], "ms_service_mode"));
+        assert_eq!(m.accepted("osd", true), (&[ConnMode::Secure][..], "ms_cluster_mode"));
+        assert_eq!(m.wanted("osd", false).0, [ConnMode::Crc], "no [client] section for an OSD");
+        assert_eq!(
+            ModeSettings::from_conf(&cairn_types::conf::Conf::new(), "osd.1").unwrap(),
+            ModeSettings::default()
+        );
     }
 
     #[test]

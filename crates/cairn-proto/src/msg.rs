@@ -463,6 +463,26 @@ pub enum Message {
         cmd: String,
         inbuf: Bytes,
     },
+    /// Server → client, first frame of a connection instead of `AuthServerHello` when the server
+    /// accepts an on-wire mode other than `crc` (docs/auth.md, "On-wire encryption"): the same
+    /// fields, plus the modes it accepts from clients (`ms_service_mode`) and from daemons
+    /// (`ms_cluster_mode`; at a mon `ms_mon_service_mode` / `ms_mon_cluster_mode`).
+    AuthServerHelloModes {
+        service: String,
+        client_methods: Vec<crate::auth::AuthMethod>,
+        daemon_methods: Vec<crate::auth::AuthMethod>,
+        service_hello: Bytes,
+        client_modes: Vec<crate::auth::ConnMode>,
+        daemon_modes: Vec<crate::auth::ConnMode>,
+    },
+    /// Client → server, right after the client's last handshake message (`AuthNone`,
+    /// `AuthProof` or `AuthAuthorize`) when the server sent `AuthServerHelloModes`: the mode the
+    /// client chose and, with cephx, a MAC under the connection key over everything both ends
+    /// negotiated, so nothing in between can steer the choice.
+    AuthMode {
+        mode: crate::auth::ConnMode,
+        mac: Bytes,
+    },
 }
 
 pub fn encode_envelope(env: &Envelope) -> Result<Vec<u8>, Error> {

@@ -72,8 +72,10 @@ async fn cluster(dir: &std::path::Path) -> Rados {
     loop {
         let map = rados.map();
         let up = map.osds.values().filter(|o| o.up).count();
-        let pool = map.pool_named("rbd").unwrap();
-        let active = pool.pgs().all(|pg| map.interval(pg).is_some_and(|i| i.acting.len() == 3));
+        // The reply to `osd pool create` can arrive before this client has the map with the pool.
+        let active = map
+            .pool_named("rbd")
+            .is_ok_and(|pool| pool.pgs().all(|pg| map.interval(pg).is_some_and(|i| i.acting.len() == 3)));
         if up == 3 && active {
             break;
         }

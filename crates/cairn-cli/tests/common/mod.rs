@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod tap;
+
 use bytes::Bytes;
 use cairn_client::{IoCtx, Rados};
 use rand::{Rng, SeedableRng};
