@@ -154,8 +154,12 @@ pub(crate) fn frame_bytes(frame_type: FrameType, env: &Envelope) -> Result<Vec<u
 /// for the header, which is filled in afterwards (a 4 MiB write is copied once, not three times).
 /// `sealed`: a sealed header and no CRC; the connection's writer encrypts the payload in place.
 pub(crate) fn frame_bytes_for(frame_type: FrameType, env: &Envelope, sealed: bool) -> Result<Vec<u8>> {
-    let out = postcard::to_extend(env, vec![0u8; HEADER_BYTES])
-        .map_err(|e| Error::einval(format!("encoding message: {e}")))?;
+    let encoding = |e: postcard::Error| Error::einval(format!("encoding message: {e}"));
+    // Sized first (a pass that copies nothing), so a 4 MiB payload is not copied by regrowth.
+    let size = postcard::experimental::serialized_size(env).map_err(encoding)?;
+    let mut buf = Vec::with_capacity(HEADER_BYTES + size);
+    buf.resize(HEADER_BYTES, 0);
+    let out = postcard::to_extend(env, buf).map_err(encoding)?;
     let limit = frame::MAX_FRAME_PAYLOAD_BYTES - if sealed { frame::SEAL_TAG_BYTES } else { 0 };
     if out.len() - HEADER_BYTES > limit {
         return Err(Error::new(errno::E2BIG, "message exceeds the frame size limit"));

@@ -502,3 +502,66 @@ fn measure_4k_overwrites() {
         }
     }
 }
+
+/// This process's user and system CPU seconds so far.
+fn cpu_seconds() -> (f64, f64) {
+    let stat = std::fs::read_to_string("/proc/self/stat").expect("/proc/self/stat");
+    let fields: Vec<&str> = stat.rsplit(')').next().expect("stat").split_whitespace().collect();
+    let tick = 100.0; // USER_HZ
+    (fields[11].parse::<f64>().expect("utime") / tick, fields[12].parse::<f64>().expect("stime") / tick)
+}
+
+/// Throughput and CPU of whole 4 MiB object writes (rados bench's pattern: new objects, 16 in
+/// flight, then removed), several rounds so later ones reuse freed pages:
+/// `cargo test --release -p cairn-store --test redb measure_4m_writes -- --ignored --nocapture`
+/// (`CAIRN_STORE_DIR` to choose the file system).
+#[test]
+#[ignore]
+fn measure_4m_writes() {
+    const OBJECT_BYTES: usize = 4 << 20;
+    const OBJECTS: u64 = 250;
+    const IN_FLIGHT: usize = 16;
+    let base = std::env::var_os("CAIRN_STORE_DIR").map(std::path::PathBuf::from);
+    let dir = match &base {
+        Some(b) => tempfile::tempdir_in(b).expect("tempdir"),
+        None => tempfile::tempdir().expect("tempdir"),
+    };
+    let store = RedbStore::open_with(dir.path(), RedbOptions::default()).expect("open");
+    let data = Bytes::from((0..OBJECT_BYTES).map(|i| (i * 7 + i / 4096) as u8).collect::<Vec<u8>>());
+    let mut seq = 0u64;
+    for round in 0..3 {
+        let (u0, s0) = cpu_seconds();
+        let start = Instant::now();
+        let mut window = std::collections::VecDeque::new();
+        for o in 0..OBJECTS {
+            seq += 1;
+            let oid = oid(&format!("benchmark_data_{o}"));
+            let ops = vec![
+                Op::Write { pg: PG, oid: oid.clone(), offset: 0, data: data.clone() },
+                Op::SetMeta { pg: PG, oid, version: Version { epoch: 1, seq }, mtime_ns: seq },
+                Op::LogAppend { pg: PG, version: Version { epoch: 1, seq }, entry: Bytes::from(vec![0u8; 100]) },
+            ];
+            window.push_back(store.submit(Transaction { ops }));
+            if window.len() >= IN_FLIGHT {
+                window.pop_front().expect("one").blocking_recv().expect("resolved").expect("commit");
+            }
+        }
+        for rx in window {
+            rx.blocking_recv().expect("resolved").expect("commit");
+        }
+        let secs = start.elapsed().as_secs_f64();
+        let (u1, s1) = cpu_seconds();
+        let mb = (OBJECTS as usize * OBJECT_BYTES) as f64 / 1e6;
+        println!(
+            "round {round}: {:.0} MB/s, CPU user {:.2} s + system {:.2} s = {:.1} ms per 4 MiB, file {} MiB",
+            mb / secs,
+            u1 - u0,
+            s1 - s0,
+            (u1 - u0 + s1 - s0) * 1e3 / OBJECTS as f64,
+            store.file_bytes().expect("size") >> 20,
+        );
+        for o in 0..OBJECTS {
+            commit(&store, vec![Op::Remove { pg: PG, oid: oid(&format!("benchmark_data_{o}")) }]).expect("remove");
+        }
+    }
+}

@@ -31,11 +31,19 @@ pub(crate) fn decode_meta(bytes: &[u8], what: impl FnOnce() -> String) -> Result
     }
 }
 
+/// Writes the chunk record of `data` into `out`, which is exactly
+/// `CHUNK_HEADER_BYTES + data.len()` long (the value space redb reserved in its page).
+pub(crate) fn encode_chunk_into(data: &[u8], out: &mut [u8]) {
+    let (header, body) = out.split_at_mut(CHUNK_HEADER_BYTES);
+    header[0] = CHUNK_RECORD_V1;
+    header[1..].copy_from_slice(&crc32c::crc32c(data).to_le_bytes());
+    body.copy_from_slice(data);
+}
+
+#[cfg(test)]
 pub(crate) fn encode_chunk(data: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(CHUNK_HEADER_BYTES + data.len());
-    out.push(CHUNK_RECORD_V1);
-    out.extend_from_slice(&crc32c::crc32c(data).to_le_bytes());
-    out.extend_from_slice(data);
+    let mut out = vec![0; CHUNK_HEADER_BYTES + data.len()];
+    encode_chunk_into(data, &mut out);
     out
 }
 

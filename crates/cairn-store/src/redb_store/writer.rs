@@ -3,7 +3,7 @@
 
 use super::keys::{self, chunk_key, log_key, object_key, pg_prefix, prefix_end, sub_key};
 use super::queue::{Pending, SubmitQueue};
-use super::records::{self, chunk_data_len, decode_chunk, encode_chunk};
+use super::records::{self, chunk_data_len, decode_chunk, encode_chunk_into, CHUNK_HEADER_BYTES};
 use super::*;
 use crate::validate::{self, LogView};
 use crate::Op;
@@ -323,7 +323,14 @@ impl<'txn> WriteTables<'txn> {
 
     fn put_chunk(&mut self, okey: &[u8], index: u64, data: &[u8]) -> Result<()> {
         debug_assert!(data.len() as u64 <= self.chunk_bytes);
-        insert(&mut self.chunks, &chunk_key(okey, index), &encode_chunk(data), "writing chunk")
+        // Encoded straight into the page redb reserves: the data is copied once here.
+        let key = chunk_key(okey, index);
+        let mut value = self
+            .chunks
+            .insert_reserve(&key[..], CHUNK_HEADER_BYTES + data.len())
+            .map_err(eio("writing chunk"))?;
+        encode_chunk_into(data, value.as_mut());
+        Ok(())
     }
 
     fn write(&mut self, pg: PgId, oid: &ObjectId, offset: u64, data: &[u8]) -> Result<()> {
@@ -339,11 +346,13 @@ impl<'txn> WriteTables<'txn> {
             let chunk_start = index * c;
             let (lo, hi) = ((pos - chunk_start) as usize, (end.min(chunk_start + c) - chunk_start) as usize);
             let piece = &data[(pos - offset) as usize..][..hi - lo];
-            let mut buf = if lo == 0 && hi as u64 == c {
-                Vec::with_capacity(hi) // whole chunk: no need to read the old one
-            } else {
-                self.chunk(&okey, index, pg, oid)?.unwrap_or_default()
-            };
+            if lo == 0 && hi as u64 == c {
+                // A whole chunk: nothing of the old one survives.
+                self.put_chunk(&okey, index, piece)?;
+                pos = chunk_start + c;
+                continue;
+            }
+            let mut buf = self.chunk(&okey, index, pg, oid)?.unwrap_or_default();
             if buf.len() < hi {
                 buf.resize(hi, 0);
             }
