@@ -539,7 +539,11 @@ fn measure_4m_writes() {
             let ops = vec![
                 Op::Write { pg: PG, oid: oid.clone(), offset: 0, data: data.clone() },
                 Op::SetMeta { pg: PG, oid, version: Version { epoch: 1, seq }, mtime_ns: seq },
-                Op::LogAppend { pg: PG, version: Version { epoch: 1, seq }, entry: Bytes::from(vec![0u8; 100]) },
+                Op::LogAppend {
+                    pg: PG,
+                    version: Version { epoch: 1, seq },
+                    entry: Bytes::from(vec![0u8; 100]),
+                },
             ];
             window.push_back(store.submit(Transaction { ops }));
             if window.len() >= IN_FLIGHT {
@@ -561,7 +565,8 @@ fn measure_4m_writes() {
             store.file_bytes().expect("size") >> 20,
         );
         for o in 0..OBJECTS {
-            commit(&store, vec![Op::Remove { pg: PG, oid: oid(&format!("benchmark_data_{o}")) }]).expect("remove");
+            commit(&store, vec![Op::Remove { pg: PG, oid: oid(&format!("benchmark_data_{o}")) }])
+                .expect("remove");
         }
     }
 }
