@@ -69,30 +69,6 @@ fn input_file(c: &Cluster, name: &str, content: &[u8]) -> String {
     p.display().to_string()
 }
 
-/// The conf copy with `from` replaced by `to` (for clients with other auth settings).
-fn conf_variant(c: &Cluster, name: &str, from: &str, to: &str) -> PathBuf {
-    let text = std::fs::read_to_string(c.conf()).unwrap();
-    assert!(text.contains(from), "conf has no '{from}'");
-    let path = c.path().join(name);
-    std::fs::write(&path, text.replace(from, to)).unwrap();
-    path
-}
-
-fn with_conf(conf: &Path, args: &[&str]) -> common::CliOut {
-    let out = std::process::Command::new(common::CAIRN)
-        .arg("-c")
-        .arg(conf)
-        .args(args)
-        .env_remove("CAIRN_CONF")
-        .output()
-        .unwrap();
-    common::CliOut {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
-}
-
 /// Keeps trying `write` until it is refused; returns the error and how long it took. Every
 /// accepted write is recorded in `written`.
 async fn until_refused(
@@ -520,8 +496,8 @@ fn auth_none_works_and_the_modes_refuse_each_other() {
     let c = Cluster::up(3, 1);
     // A client configured for none, against a cephx cluster.
     let none_client =
-        conf_variant(&c, "none-client.conf", "auth client required = cephx", "auth client required = none");
-    let out = with_conf(&none_client, &["-s"]);
+        c.conf_variant("none-client.conf", "auth client required = cephx", "auth client required = none");
+    let out = common::with_conf(&none_client, &["-s"]);
     assert_eq!(out.code, errno::EACCES, "{}", out.stderr);
     assert!(
         out.stderr.contains(
@@ -571,8 +547,8 @@ fn auth_none_works_and_the_modes_refuse_each_other() {
     assert!(c.ok(&["auth", "ls"]).contains("client.admin"));
     // A client that insists on cephx refuses the none cluster.
     let cephx_client =
-        conf_variant(&c, "cephx-client.conf", "auth client required = none", "auth client required = cephx");
-    let out = with_conf(&cephx_client, &["-s"]);
+        c.conf_variant("cephx-client.conf", "auth client required = none", "auth client required = cephx");
+    let out = common::with_conf(&cephx_client, &["-s"]);
     assert_eq!(out.code, errno::EACCES, "{}", out.stderr);
     assert!(out.stderr.contains("requires none authentication (auth_service_required)"), "{}", out.stderr);
 }

@@ -15,35 +15,11 @@ use cairn_types::errno;
 use common::tap::RecordingNet;
 use common::{rt, Cluster};
 use std::collections::HashSet;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
 const SECURE: &str = "ms cluster mode = secure\nms service mode = secure\nms client mode = secure";
-
-/// The conf copy with `from` replaced by `to` (a client with other settings).
-fn conf_variant(c: &Cluster, name: &str, from: &str, to: &str) -> PathBuf {
-    let text = std::fs::read_to_string(c.conf()).unwrap();
-    assert!(text.contains(from), "conf has no '{from}'");
-    let path = c.path().join(name);
-    std::fs::write(&path, text.replace(from, to)).unwrap();
-    path
-}
-
-fn with_conf(conf: &Path, args: &[&str]) -> common::CliOut {
-    let out = std::process::Command::new(common::CAIRN)
-        .arg("-c")
-        .arg(conf)
-        .args(args)
-        .env_remove("CAIRN_CONF")
-        .output()
-        .unwrap();
-    common::CliOut {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
-}
 
 /// The frames of one direction of a recorded connection: whether each is sealed, and its
 /// message when it is not.
@@ -159,8 +135,8 @@ fn secure_mode_end_to_end_and_on_the_wire() {
     });
 
     // 3. A client that only does crc is refused, naming both sides' settings.
-    let crc = conf_variant(&c, "crc-client.conf", "ms client mode = secure", "ms client mode = crc");
-    let out = with_conf(&crc, &["-s"]);
+    let crc = c.conf_variant("crc-client.conf", "ms client mode = secure", "ms client mode = crc");
+    let out = common::with_conf(&crc, &["-s"]);
     assert_eq!(out.code, errno::EACCES, "{}", out.stderr);
     assert!(
         out.stderr.contains(
@@ -178,8 +154,8 @@ fn secure_mode_end_to_end_and_on_the_wire() {
     std::fs::write(c.conf(), text).unwrap();
     c.restart();
     // (The crc client's conf again, from the changed one.)
-    let crc = conf_variant(&c, "crc-client.conf", "ms client mode = secure", "ms client mode = crc");
-    let out = with_conf(&crc, &["rados", "-p", "sec", "get", "o1", "-"]);
+    let crc = c.conf_variant("crc-client.conf", "ms client mode = secure", "ms client mode = crc");
+    let out = common::with_conf(&crc, &["rados", "-p", "sec", "get", "o1", "-"]);
     assert_eq!((out.code, out.stdout.as_str()), (0, "sealed on the wire"), "{}", out.stderr);
     // 2. The crc connection carries the object in the clear; the secure one still does not.
     let plain = capture(&crc, "sec", "wire-crc", &data);

@@ -68,26 +68,39 @@ impl AuthMethod {
     /// Parses `cephx`, `none`, or a list (`cephx, none`; Ceph also separates with spaces or
     /// `;`), in order of preference.
     pub fn parse_list(option: &str, text: &str) -> Result<Vec<AuthMethod>> {
-        let mut out = Vec::new();
-        for word in text.split([',', ';', ' ', '\t']).filter(|w| !w.is_empty()) {
-            let m = match word {
-                "cephx" => AuthMethod::Cephx,
-                "none" => AuthMethod::None,
-                other => {
-                    return Err(Error::einval(format!(
-                        "{option}: unknown authentication method '{other}' (expected cephx or none)"
-                    )))
-                }
-            };
-            if !out.contains(&m) {
-                out.push(m);
-            }
-        }
-        if out.is_empty() {
-            return Err(Error::einval(format!("{option}: no authentication method given")));
-        }
-        Ok(out)
+        parse_choices(
+            option,
+            text,
+            "authentication method",
+            &[AuthMethod::Cephx, AuthMethod::None],
+            Self::as_str,
+        )
     }
+}
+
+/// Parses a Ceph list option (`a, b`; spaces, `,` or `;` separate) of names of `choices` into
+/// distinct values in the order given.
+fn parse_choices<T: Copy + PartialEq>(
+    option: &str,
+    text: &str,
+    what: &str,
+    choices: &[T],
+    name: fn(T) -> &'static str,
+) -> Result<Vec<T>> {
+    let mut out = Vec::new();
+    for word in text.split([',', ';', ' ', '\t']).filter(|w| !w.is_empty()) {
+        let Some(&m) = choices.iter().find(|&&c| name(c) == word) else {
+            let expected = choices.iter().map(|&c| name(c)).collect::<Vec<_>>().join(" or ");
+            return Err(Error::einval(format!("{option}: unknown {what} '{word}' (expected {expected})")));
+        };
+        if !out.contains(&m) {
+            out.push(m);
+        }
+    }
+    if out.is_empty() {
+        return Err(Error::einval(format!("{option}: no {what} given")));
+    }
+    Ok(out)
 }
 
 fn method_list(methods: &[AuthMethod]) -> String {
@@ -114,25 +127,7 @@ impl ConnMode {
     /// Parses `crc`, `secure`, or a list in order of preference (`secure crc`; spaces, `,` or
     /// `;` separate, as in Ceph).
     pub fn parse_list(option: &str, text: &str) -> Result<Vec<ConnMode>> {
-        let mut out = Vec::new();
-        for word in text.split([',', ';', ' ', '\t']).filter(|w| !w.is_empty()) {
-            let m = match word {
-                "crc" => ConnMode::Crc,
-                "secure" => ConnMode::Secure,
-                other => {
-                    return Err(Error::einval(format!(
-                        "{option}: unknown on-wire mode '{other}' (expected crc or secure)"
-                    )))
-                }
-            };
-            if !out.contains(&m) {
-                out.push(m);
-            }
-        }
-        if out.is_empty() {
-            return Err(Error::einval(format!("{option}: no on-wire mode given")));
-        }
-        Ok(out)
+        parse_choices(option, text, "on-wire mode", &[ConnMode::Crc, ConnMode::Secure], Self::as_str)
     }
 }
 

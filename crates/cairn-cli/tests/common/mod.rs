@@ -29,6 +29,23 @@ pub struct CliOut {
     pub stderr: String,
 }
 
+impl From<Output> for CliOut {
+    fn from(out: Output) -> CliOut {
+        CliOut {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+}
+
+/// Runs `cairn -c CONF ARGS…` (a conf other than a cluster's own).
+#[allow(dead_code)] // not every test binary uses it
+pub fn with_conf(conf: &Path, args: &[&str]) -> CliOut {
+    let out = Command::new(CAIRN).arg("-c").arg(conf).args(args).env_remove("CAIRN_CONF").output();
+    CliOut::from(out.expect("run cairn"))
+}
+
 impl Cluster {
     /// Starts a new cluster and waits until it is healthy. Authentication is on (cephx): the
     /// conf `cairn up` writes points `[client] keyring` at `cairn.$name.keyring` next to it,
@@ -134,12 +151,18 @@ impl Cluster {
 
     /// Runs a `cairn` command with this cluster's conf.
     pub fn cli(&self, args: &[&str]) -> CliOut {
-        let out = self.run_raw(args);
-        CliOut {
-            code: out.status.code().unwrap_or(-1),
-            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        }
+        CliOut::from(self.run_raw(args))
+    }
+
+    /// A copy of the conf with `from` replaced by `to` (for clients with other settings), named
+    /// `name` in the cluster's directory.
+    #[allow(dead_code)] // not every test binary uses it
+    pub fn conf_variant(&self, name: &str, from: &str, to: &str) -> PathBuf {
+        let text = std::fs::read_to_string(self.conf()).unwrap();
+        assert!(text.contains(from), "conf has no '{from}'");
+        let path = self.path().join(name);
+        std::fs::write(&path, text.replace(from, to)).unwrap();
+        path
     }
 
     /// Runs a command that must succeed; returns stdout.
