@@ -50,9 +50,9 @@ use tokio::sync::oneshot;
 pub const STORE_FILE_NAME: &str = "store.redb";
 /// On-disk format version, in the `store` table.
 const FORMAT_VERSION: u32 = 1;
-/// Chunk size of new stores: one 4 KiB block, the unit of the random I/O the store is built
-/// for (a 4 KiB overwrite replaces one chunk without reading it; a 4 KiB read verifies 4 KiB).
-/// Just under 64 KiB so a chunk and its header fit one 64 KiB redb page (docs/store.md).
+/// Chunk size of new stores: just under 64 KiB, so a chunk and its header fit one 64 KiB redb
+/// page (a 64 KiB chunk would take a 128 KiB page); a 4 KiB write reads, patches and rewrites
+/// one chunk (docs/store.md, "Why 60 KiB").
 pub const DEFAULT_CHUNK_BYTES: u32 = 60 << 10;
 /// Smallest and largest accepted chunk sizes (tiny chunks are for tests).
 pub const MIN_CHUNK_BYTES: u32 = 8;
