@@ -11,7 +11,7 @@ use cairn_client::Rados;
 use cairn_proto::cls::ClsCall;
 use cairn_proto::frame::{self, FrameType, HEADER_BYTES};
 use cairn_proto::msg::{decode_envelope, Envelope};
-use cairn_proto::net::{BoxFuture, Network};
+use cairn_proto::net::Network;
 use cairn_proto::{ClientAuth, Conn, Message};
 use cairn_rbd::{CreateOptions, Image};
 use cairn_types::errno;
@@ -69,17 +69,14 @@ fn input_file(c: &Cluster, name: &str, content: &[u8]) -> String {
     p.display().to_string()
 }
 
-/// Keeps trying `write` until it is refused; returns the error and how long it took. Every
-/// accepted write is recorded in `written`.
-async fn until_refused(
-    mut write: impl FnMut(u32) -> BoxFuture<'static, cairn_types::Result<()>>,
-    written: &mut Vec<u32>,
-) -> (cairn_types::Error, Duration) {
+/// Writes `PREFIX0`, `PREFIX1`, … every 50 ms until one is refused (at most 20 s); returns the
+/// refusal, how long it took, and the refused object's name.
+async fn until_refused(io: &cairn_client::IoCtx, prefix: &str) -> (cairn_types::Error, Duration, String) {
     let start = Instant::now();
     for n in 0.. {
-        match write(n).await {
-            Ok(()) => written.push(n),
-            Err(e) => return (e, start.elapsed()),
+        let name = format!("{prefix}{n}");
+        if let Err(e) = io.write_full(&name, Bytes::from_static(b"x")).await {
+            return (e, start.elapsed(), name);
         }
         assert!(start.elapsed() < Duration::from_secs(20), "still allowed after 20 s");
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -281,33 +278,20 @@ fn refusals_are_clear_and_write_nothing() {
         tokio::task::block_in_place(|| {
             c.ok(&["auth", "caps", "client.cinder", "mon", "allow r", "osd", "allow r pool=images"]);
         });
-        let mut written = Vec::new();
-        let io = cio.clone();
-        let write = move |n: u32| -> BoxFuture<'static, cairn_types::Result<()>> {
-            let io = io.clone();
-            Box::pin(async move { io.write_full(&format!("after-caps-{n}"), Bytes::from_static(b"x")).await })
-        };
-        let (e, took) = until_refused(write, &mut written).await;
+        let (e, took, refused) = until_refused(&cio, "after-caps-").await;
         assert_eq!(e.errno, errno::EPERM, "{e}");
         assert!(e.message.contains("client.cinder may not write images/after-caps-"), "{e}");
         assert!(took < Duration::from_secs(5), "refused only after {took:?}");
-        let refused = format!("after-caps-{}", written.len());
         assert_eq!(gio.stat(&refused).await.unwrap_err().errno, errno::ENOENT, "the refused write happened");
         cio.read("renew-0", 0, 0).await.unwrap();
 
         // `auth rm` while connected: refused within seconds, at the OSDs and the mons.
         tokio::task::block_in_place(|| c.ok(&["auth", "rm", "client.glance"]));
-        let mut written = Vec::new();
-        let io = gio.clone();
-        let write = move |n: u32| -> BoxFuture<'static, cairn_types::Result<()>> {
-            let io = io.clone();
-            Box::pin(async move { io.write_full(&format!("after-rm-{n}"), Bytes::from_static(b"x")).await })
-        };
-        let (e, took) = until_refused(write, &mut written).await;
+        let (e, took, refused) = until_refused(&gio, "after-rm-").await;
         assert_eq!(e.errno, errno::EACCES, "{e}");
         assert!(e.message.contains("client.glance"), "{e}");
         assert!(took < Duration::from_secs(5), "refused only after {took:?}");
-        assert_eq!(cio.stat(&format!("after-rm-{}", written.len())).await.unwrap_err().errno, errno::ENOENT);
+        assert_eq!(cio.stat(&refused).await.unwrap_err().errno, errno::ENOENT, "the refused write happened");
         let reply = glance.mon_command(&serde_json::json!({"prefix": "osd lspools"})).await;
         assert!(reply.is_err() || reply.as_ref().unwrap().rc == errno::EACCES, "{reply:?}");
 

@@ -174,17 +174,10 @@ impl Mon {
         wait_ms: u32,
         nonce: [u8; 16],
     ) -> Message {
-        let mut rx = self.raft.auth();
         let wait = Duration::from_millis(wait_ms as u64).min(MAX_AUTH_WAIT);
-        let _ = tokio::time::timeout(wait, async {
-            while rx.borrow_and_update().version <= have || !rx.borrow().is_initialized() {
-                if rx.changed().await.is_err() {
-                    return;
-                }
-            }
-        })
-        .await;
-        let db = rx.borrow().clone();
+        let db =
+            crate::service::wait_newer(self.raft.auth(), have, wait, |d| d.version, AuthDb::is_initialized)
+                .await;
         if !db.is_initialized() {
             return Message::Error(Error::eagain("the auth database is not initialized yet"));
         }

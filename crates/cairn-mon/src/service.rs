@@ -18,6 +18,33 @@ use tokio::time::Instant;
 /// Longest a `GetMap` long-poll may wait.
 pub const MAX_MAP_WAIT: Duration = Duration::from_secs(30);
 
+/// A long poll: waits up to `wait` until the watched value is initialized and its version (by
+/// `version`) is past `have`, then returns the latest value (which may still be neither).
+pub(crate) async fn wait_newer<T>(
+    mut rx: tokio::sync::watch::Receiver<Arc<T>>,
+    have: u64,
+    wait: Duration,
+    version: impl Fn(&T) -> u64,
+    initialized: impl Fn(&T) -> bool,
+) -> Arc<T> {
+    let _ = tokio::time::timeout(wait, async {
+        loop {
+            {
+                let v = rx.borrow_and_update();
+                if version(&v) > have && initialized(&v) {
+                    return;
+                }
+            }
+            if rx.changed().await.is_err() {
+                return;
+            }
+        }
+    })
+    .await;
+    let latest = rx.borrow().clone();
+    latest
+}
+
 #[derive(Debug, Clone)]
 pub struct MonConfig {
     pub node_id: NodeId,
@@ -193,17 +220,8 @@ impl Mon {
     }
 
     async fn get_map(&self, have: u64, wait_ms: u32) -> Message {
-        let mut rx = self.raft.map();
         let wait = Duration::from_millis(wait_ms as u64).min(MAX_MAP_WAIT);
-        let _ = tokio::time::timeout(wait, async {
-            while rx.borrow_and_update().epoch <= have || !rx.borrow().is_initialized() {
-                if rx.changed().await.is_err() {
-                    return;
-                }
-            }
-        })
-        .await;
-        let map = rx.borrow().clone();
+        let map = wait_newer(self.raft.map(), have, wait, |m| m.epoch, ClusterMap::is_initialized).await;
         if !map.is_initialized() {
             return Message::Error(Error::eagain("the cluster map is not initialized yet"));
         }

@@ -194,9 +194,8 @@ impl ModeSettings {
     /// says so.
     pub fn accepted(&self, service: &str, daemon_peer: bool) -> (&[ConnMode], &'static str) {
         match (service == "mon", daemon_peer) {
-            (true, true) => pick(&self.mon_cluster, &self.cluster, "ms_mon_cluster_mode", "ms_cluster_mode"),
+            (mon, true) => self.between_daemons(mon),
             (true, false) => pick(&self.mon_service, &self.service, "ms_mon_service_mode", "ms_service_mode"),
-            (false, true) => (&self.cluster, "ms_cluster_mode"),
             (false, false) => (&self.service, "ms_service_mode"),
         }
     }
@@ -206,10 +205,18 @@ impl ModeSettings {
     /// mons too (`ms_mon_cluster_mode` when set), where Ceph uses `ms_mon_client_mode`.
     pub fn wanted(&self, service: &str, daemon: bool) -> (&[ConnMode], &'static str) {
         match (service == "mon", daemon) {
-            (true, true) => pick(&self.mon_cluster, &self.cluster, "ms_mon_cluster_mode", "ms_cluster_mode"),
+            (mon, true) => self.between_daemons(mon),
             (true, false) => pick(&self.mon_client, &self.client, "ms_mon_client_mode", "ms_client_mode"),
-            (false, true) => (&self.cluster, "ms_cluster_mode"),
             (false, false) => (&self.client, "ms_client_mode"),
+        }
+    }
+
+    /// The modes of daemon-to-daemon connections (both ends read the same options).
+    fn between_daemons(&self, with_mon: bool) -> (&[ConnMode], &'static str) {
+        if with_mon {
+            pick(&self.mon_cluster, &self.cluster, "ms_mon_cluster_mode", "ms_cluster_mode")
+        } else {
+            (&self.cluster, "ms_cluster_mode")
         }
     }
 

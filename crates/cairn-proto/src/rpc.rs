@@ -69,7 +69,7 @@ impl Conn {
         let established = tokio::time::timeout(limit, client_handshake(&mut *stream, addr, auth))
             .await
             .map_err(|_| Error::timed_out(format!("authenticating to {addr} timed out")))??;
-        let (sealer, opener) = split_cipher(established.cipher);
+        let (sealer, opener) = established.cipher.map(FrameCipher::split).unzip();
         let (rd, wr) = tokio::io::split(stream);
         let (out_tx, out_rx) = mpsc::channel::<Vec<u8>>(MAX_IN_FLIGHT_PER_CONNECTION);
         let pending: Pending = Arc::default();
@@ -171,16 +171,6 @@ pub(crate) fn frame_bytes_for(frame_type: FrameType, env: &Envelope, sealed: boo
         frame::fill_header(frame_type, &mut out);
     }
     Ok(out)
-}
-
-fn split_cipher(cipher: Option<FrameCipher>) -> (Option<FrameSealer>, Option<FrameOpener>) {
-    match cipher {
-        Some(c) => {
-            let (tx, rx) = c.split();
-            (Some(tx), Some(rx))
-        }
-        None => (None, None),
-    }
 }
 
 /// Writes one frame built by [`frame_bytes_for`]; with a sealer, encrypts its payload in place
@@ -384,7 +374,7 @@ async fn serve_connection<H: Handler>(
 ) {
     let peer = session.peer;
     let sealed = cipher.is_some();
-    let (sealer, mut opener) = split_cipher(cipher);
+    let (sealer, mut opener) = cipher.map(FrameCipher::split).unzip();
     let (rd, wr) = tokio::io::split::<Box<dyn Stream>>(stream);
     let (out_tx, out_rx) = mpsc::channel::<Vec<u8>>(MAX_IN_FLIGHT_PER_CONNECTION);
     tokio::spawn(write_loop(wr, out_rx, Arc::new(AtomicBool::new(false)), sealer, peer.to_string()));
